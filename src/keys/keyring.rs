@@ -1,0 +1,453 @@
+//! A purpose's keyring and the pure lifecycle transitions over it.
+//!
+//! Nothing here reads the clock or touches storage: [`Keyring::due`] answers
+//! "what must happen at `now`?" as a [`Plan`], [`Keyring::rotate`] and
+//! [`Keyring::revoke`] answer an operator, and [`Keyring::apply`] carries a
+//! plan out given a way to make new keys. Applying a plan and asking again
+//! at the same instant yields an empty plan, so a tick that fires twice, or on
+//! two replicas, changes nothing the second time.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{KeyRecord, KeyState, SealedKey};
+use super::schedule::Schedule;
+use super::{Algorithm, PublicJwk};
+use crate::clock::UnixTime;
+
+/// The lifecycle settings of one purpose.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Algorithms that must each have an active and a pending key; the first signs by default.
+    pub algorithms: Vec<Algorithm>,
+    /// Longest lifetime of a token of this purpose.
+    pub token_ttl: Duration,
+    /// Clock skew verifiers tolerate on `exp`.
+    pub leeway: Duration,
+    /// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
+    pub max_age: Duration,
+    /// When successors take over.
+    pub schedule: Schedule,
+}
+
+impl Policy {
+    /// How long a key stays published after it stops signing: every token it
+    /// signed has expired, with leeway, in every verifier's cache (rule 3).
+    pub fn retention(&self) -> Duration {
+        self.token_ttl + self.leeway + self.max_age
+    }
+
+    /// The activation instant of a successor created at `now` for a key that
+    /// activated at `current`: the first boundary at least `max_age` away
+    /// (rule 2) and strictly after `current`.
+    fn successor_activation(&self, now: UnixTime, current: UnixTime) -> UnixTime {
+        let earliest = now.plus(self.max_age).max(UnixTime(current.0 + 1));
+        self.schedule
+            .next_at_or_after(earliest)
+            .unwrap_or(earliest)
+    }
+}
+
+/// All keys of one purpose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyring {
+    /// The purpose these keys sign for.
+    pub purpose: String,
+    /// Incremented by every stored change; replicas compare it to notice changes.
+    pub generation: u64,
+    /// Every key not yet dropped, oldest first.
+    pub keys: Vec<KeyRecord>,
+}
+
+/// One change to a keyring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Generate a key for `alg`, published now, signing from `activates_at`.
+    Create {
+        /// Its algorithm.
+        alg: Algorithm,
+        /// When it starts signing.
+        activates_at: UnixTime,
+        /// When it stops, if a successor is already known (bootstrap).
+        retires_at: Option<UnixTime>,
+    },
+    /// A pending key signs from `at` (earlier than scheduled).
+    Promote {
+        /// The key.
+        kid: String,
+        /// From when.
+        at: UnixTime,
+    },
+    /// A key stops signing at `at` and stays published for the retention.
+    Retire {
+        /// The key.
+        kid: String,
+        /// When it stops signing.
+        at: UnixTime,
+    },
+    /// An operator withdrew the key at `at`.
+    Revoke {
+        /// The key.
+        kid: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// Destroy the private half of a key that can no longer sign.
+    DestroyPrivate {
+        /// The key.
+        kid: String,
+    },
+    /// Drop a key that is no longer published.
+    Remove {
+        /// The key.
+        kid: String,
+    },
+}
+
+/// What must happen to a keyring, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Whether nothing needs doing.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// A freshly generated key, already sealed by the caller.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    /// Its public JWK (with kid).
+    pub jwk: PublicJwk,
+    /// Its encrypted private half.
+    pub sealed: SealedKey,
+}
+
+/// An operation the lifecycle rules refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// No key with this kid in the keyring.
+    #[error("no key {kid} in the {purpose} keyring: `signet keys list` shows the kids")]
+    UnknownKid {
+        /// The kid asked for.
+        kid: String,
+        /// The keyring searched.
+        purpose: String,
+    },
+    /// The key was already revoked.
+    #[error("key {0} is already revoked")]
+    AlreadyRevoked(String),
+    /// The pending key is younger than the verifiers' cache lifetime.
+    #[error(
+        "pending key {kid} was published {age}s ago, less than jwks.max_age ({max_age}s): verifiers may not have it yet. Wait until {ready} or rotate with --force"
+    )]
+    PendingTooYoung {
+        /// The pending key.
+        kid: String,
+        /// Its age in seconds.
+        age: u64,
+        /// jwks.max_age in seconds.
+        max_age: u64,
+        /// When rotation becomes safe.
+        ready: UnixTime,
+    },
+}
+
+impl Keyring {
+    /// An empty keyring for `purpose`.
+    pub fn new(purpose: &str) -> Keyring {
+        Keyring {
+            purpose: purpose.to_owned(),
+            generation: 0,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The key with this kid.
+    pub fn get(&self, kid: &str) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    fn keys_in(&self, alg: Algorithm, state: KeyState, now: UnixTime) -> Vec<&KeyRecord> {
+        let mut keys: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|k| k.alg == alg && k.state_at(now) == state)
+            .collect();
+        keys.sort_by_key(|k| k.activates_at);
+        keys
+    }
+
+    /// What must happen at `now` for the keyring to satisfy the lifecycle
+    /// rules under `policy`: bootstrap, successors, retirements, destroyed
+    /// private halves and dropped keys. Empty when nothing is due.
+    pub fn due(&self, now: UnixTime, policy: &Policy) -> Plan {
+        let mut steps = Vec::new();
+        for &alg in &policy.algorithms {
+            self.due_for(alg, now, policy, &mut steps);
+        }
+        for key in &self.keys {
+            let mut state = key.state_at(now);
+            if !policy.algorithms.contains(&key.alg) {
+                // The algorithm was dropped from the configuration: stop signing,
+                // stay published until its tokens are gone.
+                match state {
+                    KeyState::Active => {
+                        steps.push(Step::Retire {
+                            kid: key.kid.clone(),
+                            at: now,
+                        });
+                        state = KeyState::Retiring;
+                    }
+                    KeyState::Pending => {
+                        steps.push(Step::Remove {
+                            kid: key.kid.clone(),
+                        });
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            let gone = match state {
+                KeyState::Expired => true,
+                KeyState::Revoked => key
+                    .revoked_at
+                    .is_some_and(|r| r.plus(policy.retention()) <= now),
+                _ => false,
+            };
+            if gone {
+                steps.push(Step::Remove {
+                    kid: key.kid.clone(),
+                });
+            } else if key.private.is_some()
+                && matches!(state, KeyState::Retiring | KeyState::Revoked)
+            {
+                steps.push(Step::DestroyPrivate {
+                    kid: key.kid.clone(),
+                });
+            }
+        }
+        Plan { steps }
+    }
+
+    /// Rule 1 for one algorithm: one active key and one pending successor,
+    /// the active key retiring exactly when the successor activates.
+    fn due_for(&self, alg: Algorithm, now: UnixTime, policy: &Policy, steps: &mut Vec<Step>) {
+        let active = self.keys_in(alg, KeyState::Active, now);
+        let mut pending = self.keys_in(alg, KeyState::Pending, now);
+        // More than one active key cannot come from these transitions; if a
+        // hand-edited keyring has them, the newest signs and the rest retire.
+        if active.len() > 1 {
+            for old in &active[..active.len() - 1] {
+                steps.push(Step::Retire {
+                    kid: old.kid.clone(),
+                    at: now,
+                });
+            }
+        }
+        let current = match active.last() {
+            Some(k) => Some((k.kid.clone(), k.activates_at, k.retires_at)),
+            None if !pending.is_empty() => {
+                // The active key is gone (revoked) and a successor exists: it signs now.
+                let next = pending.remove(0);
+                steps.push(Step::Promote {
+                    kid: next.kid.clone(),
+                    at: now,
+                });
+                Some((next.kid.clone(), now, None))
+            }
+            None => None,
+        };
+        for extra in pending.iter().skip(1) {
+            steps.push(Step::Remove {
+                kid: extra.kid.clone(),
+            });
+        }
+        match (current, pending.first()) {
+            (None, _) => {
+                // Bootstrap: nothing signs yet, so no verifier holds a stale
+                // JWKS; the first key signs at once and its successor is made with it.
+                let at = policy.successor_activation(now, now);
+                steps.push(Step::Create {
+                    alg,
+                    activates_at: now,
+                    retires_at: Some(at),
+                });
+                steps.push(Step::Create {
+                    alg,
+                    activates_at: at,
+                    retires_at: None,
+                });
+            }
+            (Some((kid, activated, _)), None) => {
+                let at = policy.successor_activation(now, activated);
+                steps.push(Step::Create {
+                    alg,
+                    activates_at: at,
+                    retires_at: None,
+                });
+                steps.push(Step::Retire { kid, at });
+            }
+            (Some((kid, _, retires)), Some(next)) => {
+                if retires != Some(next.activates_at) {
+                    steps.push(Step::Retire {
+                        kid,
+                        at: next.activates_at,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A manual rotation at `now`: every pending key of the policy's
+    /// algorithms signs now, the active keys retire, and new successors are
+    /// scheduled. Refused while a pending key is younger than `max_age`,
+    /// unless `force` (rule 2). Call on a keyring with nothing [`due`](Self::due).
+    pub fn rotate(&self, now: UnixTime, policy: &Policy, force: bool) -> Result<Plan, Refusal> {
+        let mut steps = Vec::new();
+        for &alg in &policy.algorithms {
+            let (active, pending) = (
+                self.keys_in(alg, KeyState::Active, now),
+                self.keys_in(alg, KeyState::Pending, now),
+            );
+            let Some(next) = pending.first() else {
+                continue;
+            };
+            let ready = next.published_at.plus(policy.max_age);
+            if ready > now && !force {
+                return Err(Refusal::PendingTooYoung {
+                    kid: next.kid.clone(),
+                    age: now.since(next.published_at).as_secs(),
+                    max_age: policy.max_age.as_secs(),
+                    ready,
+                });
+            }
+            for old in active {
+                steps.push(Step::Retire {
+                    kid: old.kid.clone(),
+                    at: now,
+                });
+            }
+            steps.push(Step::Promote {
+                kid: next.kid.clone(),
+                at: now,
+            });
+        }
+        Ok(self.then_due(steps, now, policy))
+    }
+
+    /// Revokes `kid` at `now`: it leaves the JWKS at once and for good, its
+    /// private half is destroyed, and if it was signing, its successor signs
+    /// now and a new successor is scheduled (rule 6).
+    pub fn revoke(&self, kid: &str, now: UnixTime, policy: &Policy) -> Result<Plan, Refusal> {
+        let key = self.get(kid).ok_or_else(|| Refusal::UnknownKid {
+            kid: kid.to_owned(),
+            purpose: self.purpose.clone(),
+        })?;
+        if key.revoked_at.is_some() {
+            return Err(Refusal::AlreadyRevoked(kid.to_owned()));
+        }
+        let steps = vec![Step::Revoke {
+            kid: kid.to_owned(),
+            at: now,
+        }];
+        Ok(self.then_due(steps, now, policy))
+    }
+
+    /// `steps` followed by whatever is due once they are done.
+    fn then_due(&self, mut steps: Vec<Step>, now: UnixTime, policy: &Policy) -> Plan {
+        let mut after = self.clone();
+        for step in &steps {
+            after.edit(step, policy);
+        }
+        steps.extend(after.due(now, policy).steps);
+        Plan { steps }
+    }
+
+    /// Carries out `plan` at `now`. `make` generates and seals a key for an
+    /// algorithm; it is called once per `Create` step. On error the keyring
+    /// may be half-changed: callers apply plans to a copy and store it whole.
+    pub fn apply<E>(
+        &mut self,
+        plan: &Plan,
+        now: UnixTime,
+        policy: &Policy,
+        make: &mut dyn FnMut(Algorithm) -> Result<NewKey, E>,
+    ) -> Result<(), E> {
+        for step in &plan.steps {
+            match step {
+                Step::Create {
+                    alg,
+                    activates_at,
+                    retires_at,
+                } => {
+                    let new = make(*alg)?;
+                    self.keys.push(KeyRecord {
+                        kid: new.jwk.kid.clone(),
+                        alg: *alg,
+                        jwk: new.jwk,
+                        published_at: now,
+                        activates_at: *activates_at,
+                        retires_at: *retires_at,
+                        expires_at: retires_at.map(|r| r.plus(policy.retention())),
+                        revoked_at: None,
+                        private: Some(new.sealed),
+                    });
+                }
+                other => self.edit(other, policy),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a step that needs no new key material.
+    fn edit(&mut self, step: &Step, policy: &Policy) {
+        let find = |keys: &mut Vec<KeyRecord>, kid: &str| keys.iter().position(|k| k.kid == kid);
+        match step {
+            Step::Promote { kid, at } => {
+                if let Some(i) = find(&mut self.keys, kid) {
+                    self.keys[i].activates_at = *at;
+                    self.keys[i].retires_at = None;
+                    self.keys[i].expires_at = None;
+                }
+            }
+            Step::Retire { kid, at } => {
+                if let Some(i) = find(&mut self.keys, kid) {
+                    self.keys[i].retires_at = Some(*at);
+                    self.keys[i].expires_at = Some(at.plus(policy.retention()));
+                }
+            }
+            Step::Revoke { kid, at } => {
+                if let Some(i) = find(&mut self.keys, kid) {
+                    self.keys[i].revoked_at = Some(*at);
+                    self.keys[i].private = None;
+                }
+            }
+            Step::DestroyPrivate { kid } => {
+                if let Some(i) = find(&mut self.keys, kid) {
+                    self.keys[i].private = None;
+                }
+            }
+            Step::Remove { kid } => self.keys.retain(|k| &k.kid != kid),
+            Step::Create { .. } => {}
+        }
+    }
+
+    /// The key that signs for `alg` at `now`, if any.
+    pub fn signer(&self, alg: Algorithm, now: UnixTime) -> Option<&KeyRecord> {
+        self.keys_in(alg, KeyState::Active, now)
+            .pop()
+            .filter(|k| k.private.is_some())
+    }
+
+    /// The keys published at `now`, oldest first.
+    pub fn published(&self, now: UnixTime) -> impl Iterator<Item = &KeyRecord> {
+        self.keys.iter().filter(move |k| k.is_published_at(now))
+    }
+}

@@ -1,0 +1,246 @@
+//! Key material: generating keypairs, parsing them once into ring key pairs,
+//! and the raw signature and verification primitives.
+//!
+//! ring generates Ed25519 and P-256 keys and performs every signature and
+//! verification. The `rsa` crate only generates RSA keys: its private-key
+//! operations are not constant-time (RUSTSEC-2023-0071), so it never signs.
+
+use std::fmt;
+
+use ring::rand::SystemRandom;
+use ring::signature::{self as sig, KeyPair as _};
+use zeroize::Zeroizing;
+
+use super::jwk::{PublicJwk, PublicMembers};
+use super::{Algorithm, KeyFamily};
+
+/// Why key material could not be generated or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The PKCS#8 document does not hold a valid key of the expected algorithm.
+    #[error("the private key is not a valid {alg} key: {reason}")]
+    InvalidPrivateKey {
+        /// The algorithm the key was meant for.
+        alg: Algorithm,
+        /// ring's or rsa's reason.
+        reason: String,
+    },
+    /// An RSA modulus size signet does not generate.
+    #[error("unsupported RSA key size {0}: use 2048, 3072 or 4096")]
+    RsaBits(u32),
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// A signing operation failed (ring refuses only on RNG failure).
+    #[error("signing failed")]
+    Signing,
+}
+
+/// RSA modulus sizes signet generates.
+pub const RSA_BITS: [u32; 3] = [2048, 3072, 4096];
+
+/// A freshly generated private key as PKCS#8 DER, zeroized on drop.
+///
+/// Reach the bytes only through [`Pkcs8::expose_der`], to seal them.
+pub struct Pkcs8(Zeroizing<Vec<u8>>);
+
+impl Pkcs8 {
+    /// Wraps DER bytes (e.g. just decrypted from the store).
+    pub fn from_der(der: Zeroizing<Vec<u8>>) -> Self {
+        Pkcs8(der)
+    }
+
+    /// The private key bytes. The name is the warning: never log or return them.
+    pub fn expose_der(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Pkcs8 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pkcs8(<redacted>)")
+    }
+}
+
+/// Generates a new private key for `alg`. `rsa_bits` applies to RSA only.
+///
+/// RSA generation takes tens to hundreds of milliseconds: call it from a
+/// blocking thread, never from an async task.
+pub fn generate(alg: Algorithm, rsa_bits: u32) -> Result<Pkcs8, KeyError> {
+    let rng = SystemRandom::new();
+    let der = match alg.family() {
+        KeyFamily::Ed25519 => sig::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| KeyError::Random)?
+            .as_ref()
+            .to_vec(),
+        KeyFamily::P256 => {
+            sig::EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| KeyError::Random)?
+                .as_ref()
+                .to_vec()
+        }
+        KeyFamily::Rsa => generate_rsa(rsa_bits)?,
+    };
+    Ok(Pkcs8(Zeroizing::new(der)))
+}
+
+#[cfg(feature = "server")]
+fn generate_rsa(bits: u32) -> Result<Vec<u8>, KeyError> {
+    use rsa::pkcs8::EncodePrivateKey;
+    if !RSA_BITS.contains(&bits) {
+        return Err(KeyError::RsaBits(bits));
+    }
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits as usize).map_err(|e| {
+        KeyError::InvalidPrivateKey {
+            alg: Algorithm::RS256,
+            reason: e.to_string(),
+        }
+    })?;
+    let doc = key
+        .to_pkcs8_der()
+        .map_err(|e| KeyError::InvalidPrivateKey {
+            alg: Algorithm::RS256,
+            reason: e.to_string(),
+        })?;
+    Ok(doc.as_bytes().to_vec())
+}
+
+#[cfg(not(feature = "server"))]
+fn generate_rsa(bits: u32) -> Result<Vec<u8>, KeyError> {
+    Err(KeyError::RsaBits(bits))
+}
+
+enum Pair {
+    Ed(sig::Ed25519KeyPair),
+    Rsa(sig::RsaKeyPair, &'static dyn sig::RsaEncoding),
+    Ec(sig::EcdsaKeyPair),
+}
+
+/// A private key parsed once into ring's key pair: what the signing path holds.
+///
+/// `Debug` prints the kid and algorithm only.
+pub struct SigningKey {
+    alg: Algorithm,
+    jwk: PublicJwk,
+    pair: Pair,
+    rng: SystemRandom,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SigningKey(kid={}, alg={}, <redacted>)",
+            self.jwk.kid, self.alg
+        )
+    }
+}
+
+impl SigningKey {
+    /// Parses a PKCS#8 private key for `alg` and derives its public JWK.
+    pub fn from_pkcs8(alg: Algorithm, pkcs8: &Pkcs8) -> Result<SigningKey, KeyError> {
+        let der = pkcs8.expose_der();
+        let invalid = |e: ring::error::KeyRejected| KeyError::InvalidPrivateKey {
+            alg,
+            reason: e.to_string(),
+        };
+        let rng = SystemRandom::new();
+        let (pair, members) = match alg.family() {
+            KeyFamily::Ed25519 => {
+                let kp = sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(invalid)?;
+                let x = kp.public_key().as_ref().to_vec();
+                (Pair::Ed(kp), PublicMembers::Okp { x })
+            }
+            KeyFamily::P256 => {
+                let kp =
+                    sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
+                        .map_err(invalid)?;
+                let point = kp.public_key().as_ref();
+                let members = PublicMembers::Ec {
+                    x: point[1..33].to_vec(),
+                    y: point[33..65].to_vec(),
+                };
+                (Pair::Ec(kp), members)
+            }
+            KeyFamily::Rsa => {
+                let kp = sig::RsaKeyPair::from_pkcs8(der).map_err(invalid)?;
+                let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public());
+                let (padding, _) = alg.spec().rsa.ok_or(KeyError::Signing)?;
+                (Pair::Rsa(kp, padding), PublicMembers::Rsa { n: c.n, e: c.e })
+            }
+        };
+        Ok(SigningKey {
+            alg,
+            jwk: PublicJwk::new(alg, &members),
+            pair,
+            rng,
+        })
+    }
+
+    /// The algorithm this key signs with.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The key's id (RFC 7638 thumbprint).
+    pub fn kid(&self) -> &str {
+        &self.jwk.kid
+    }
+
+    /// The public half, as published.
+    pub fn public_jwk(&self) -> &PublicJwk {
+        &self.jwk
+    }
+
+    /// Signs `message` (a JWS signing input) and returns the raw signature.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        match &self.pair {
+            Pair::Ed(kp) => Ok(kp.sign(message).as_ref().to_vec()),
+            Pair::Ec(kp) => kp
+                .sign(&self.rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| KeyError::Signing),
+            Pair::Rsa(kp, padding) => {
+                let mut out = vec![0; kp.public().modulus_len()];
+                kp.sign(*padding, &self.rng, message, &mut out)
+                    .map_err(|_| KeyError::Signing)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Verifies a raw signature over `message` with a public key of `alg`.
+///
+/// Returns false for a bad signature, a malformed key, or an RSA key outside
+/// 2048-8192 bits; never panics.
+pub fn verify_signature(
+    alg: Algorithm,
+    key: &PublicMembers,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    let verify = alg.spec().verify;
+    match (alg.family(), key) {
+        (KeyFamily::Ed25519, PublicMembers::Okp { x }) => sig::UnparsedPublicKey::new(verify, x)
+            .verify(message, signature)
+            .is_ok(),
+        (KeyFamily::P256, PublicMembers::Ec { x, y }) => {
+            let mut point = Vec::with_capacity(65);
+            point.push(4);
+            point.extend_from_slice(x);
+            point.extend_from_slice(y);
+            sig::UnparsedPublicKey::new(verify, &point)
+                .verify(message, signature)
+                .is_ok()
+        }
+        (KeyFamily::Rsa, PublicMembers::Rsa { n, e }) => match alg.spec().rsa {
+            Some((_, params)) => sig::RsaPublicKeyComponents { n, e }
+                .verify(params, message, signature)
+                .is_ok(),
+            None => false,
+        },
+        _ => false,
+    }
+}

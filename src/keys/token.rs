@@ -1,0 +1,280 @@
+//! JWTs in compact serialisation: signing with a pre-parsed key and strict,
+//! pure verification (`now` is a parameter).
+//!
+//! Verification is split so that key lookup can sit in between:
+//! [`parse`] checks the shape and header before any key is touched, the caller
+//! finds the key by kid, and [`Parsed::verify`] checks the signature and claims.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::jwk::{b64, b64_decode};
+use super::{Algorithm, KeyError, PublicMembers, SigningKey, verify_signature};
+use crate::clock::UnixTime;
+
+/// Tokens longer than this are refused before any decoding.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Longest accepted `kid`.
+pub const MAX_KID_LEN: usize = 128;
+/// Header parameters that point at keys or change processing; never accepted
+/// (RFC 8725 §3.10: keys come from the configured JWKS only).
+const FORBIDDEN_HEADERS: [&str; 6] = ["jku", "x5u", "jwk", "x5c", "crit", "b64"];
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Over [`MAX_TOKEN_LEN`] bytes.
+    #[error("token is larger than {MAX_TOKEN_LEN} bytes")]
+    TooLarge,
+    /// Not three canonical base64url parts holding a JSON header and claims.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// `alg` is `none`, HMAC, unknown, or not the key's own algorithm.
+    #[error("disallowed algorithm {0:?}")]
+    DisallowedAlg(String),
+    /// The header carries a parameter signet never accepts.
+    #[error("forbidden header parameter {0:?}")]
+    ForbiddenHeader(String),
+    /// No published key has this kid.
+    #[error("unknown key id {0:?}")]
+    UnknownKid(String),
+    /// The signature does not verify with the key.
+    #[error("bad signature")]
+    BadSignature,
+    /// `typ` is not the purpose's.
+    #[error("wrong token type: expected {expected:?}, found {found:?}")]
+    WrongTyp {
+        /// The purpose's typ.
+        expected: String,
+        /// The token's typ.
+        found: String,
+    },
+    /// `exp` is past (with leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (with leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iss` is not the expected issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` does not contain the expected audience.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("missing claim {0:?}")]
+    MissingClaim(&'static str),
+    /// A registered claim has the wrong JSON type.
+    #[error("claim {0:?} has the wrong type")]
+    InvalidClaim(&'static str),
+    /// The key set could not be fetched and no usable cached copy remains.
+    #[error("JWKS unavailable: {0}")]
+    JwksUnavailable(String),
+}
+
+/// What a verified token must satisfy.
+#[derive(Clone, Debug)]
+pub struct Expectations<'a> {
+    /// Required header `typ`, if any.
+    pub typ: Option<&'a str>,
+    /// Required `iss`, if any.
+    pub issuer: Option<&'a str>,
+    /// Required member of `aud`, if any (then `aud` is required).
+    pub audience: Option<&'a str>,
+    /// Tolerated clock skew for `exp` and `nbf`.
+    pub leeway: Duration,
+    /// The instant to check against.
+    pub now: UnixTime,
+}
+
+/// A token whose shape and header passed, not yet verified.
+#[derive(Debug)]
+pub struct Parsed<'t> {
+    signing_input: &'t str,
+    signature: Vec<u8>,
+    /// The header `alg`, already known to be one signet accepts.
+    pub alg: Algorithm,
+    /// The header `kid`.
+    pub kid: String,
+    typ: Option<String>,
+    claims: Map<String, Value>,
+}
+
+/// Checks a token's size, encoding and header. No key is consulted.
+pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(VerifyError::TooLarge);
+    }
+    let malformed = |what: &str| VerifyError::Malformed(what.to_owned());
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("expected three dot-separated parts"));
+    };
+    let header = json_object(h).ok_or_else(|| malformed("header is not base64url JSON object"))?;
+    let signature = b64_decode(s).ok_or_else(|| malformed("signature is not base64url"))?;
+    let alg_name = match header.get("alg") {
+        Some(Value::String(a)) => a.as_str(),
+        _ => return Err(malformed("header has no alg")),
+    };
+    let alg: Algorithm = alg_name
+        .parse()
+        .map_err(|_| VerifyError::DisallowedAlg(alg_name.to_owned()))?;
+    if let Some(p) = FORBIDDEN_HEADERS.iter().find(|p| header.contains_key(**p)) {
+        return Err(VerifyError::ForbiddenHeader((*p).to_owned()));
+    }
+    let kid = match header.get("kid") {
+        Some(Value::String(k)) if valid_kid(k) => k.clone(),
+        Some(_) => return Err(malformed("kid is not a short base64url string")),
+        None => return Err(malformed("header has no kid")),
+    };
+    let typ = match header.get("typ") {
+        Some(Value::String(t)) => Some(t.clone()),
+        None => None,
+        Some(_) => return Err(malformed("typ is not a string")),
+    };
+    let claims = json_object(c).ok_or_else(|| malformed("claims are not a base64url JSON object"))?;
+    Ok(Parsed {
+        signing_input: &token[..h.len() + 1 + c.len()],
+        signature,
+        alg,
+        kid,
+        typ,
+        claims,
+    })
+}
+
+impl Parsed<'_> {
+    /// Verifies the signature with `key` (whose own algorithm is `key_alg`)
+    /// and then the claims; returns the claims.
+    pub fn verify(
+        self,
+        key_alg: Algorithm,
+        key: &PublicMembers,
+        expect: &Expectations<'_>,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        if self.alg != key_alg {
+            return Err(VerifyError::DisallowedAlg(self.alg.to_string()));
+        }
+        if !verify_signature(key_alg, key, self.signing_input.as_bytes(), &self.signature) {
+            return Err(VerifyError::BadSignature);
+        }
+        if let Some(expected) = expect.typ {
+            let found = self.typ.as_deref().unwrap_or("");
+            if !same_typ(expected, found) {
+                return Err(VerifyError::WrongTyp {
+                    expected: expected.to_owned(),
+                    found: found.to_owned(),
+                });
+            }
+        }
+        check_claims(&self.claims, expect)?;
+        Ok(self.claims)
+    }
+}
+
+fn check_claims(claims: &Map<String, Value>, expect: &Expectations<'_>) -> Result<(), VerifyError> {
+    let leeway = expect.leeway.as_secs_f64();
+    let now = expect.now.0 as f64;
+    let exp = numeric(claims, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+    if now >= exp + leeway {
+        return Err(VerifyError::Expired);
+    }
+    if let Some(nbf) = numeric(claims, "nbf")? {
+        if now + leeway < nbf {
+            return Err(VerifyError::NotYetValid);
+        }
+    }
+    numeric(claims, "iat")?;
+    if let Some(issuer) = expect.issuer {
+        match claims.get("iss") {
+            None => return Err(VerifyError::MissingClaim("iss")),
+            Some(Value::String(iss)) if iss == issuer => {}
+            Some(Value::String(_)) => return Err(VerifyError::WrongIssuer),
+            Some(_) => return Err(VerifyError::InvalidClaim("iss")),
+        }
+    }
+    if let Some(audience) = expect.audience {
+        let ok = match claims.get("aud") {
+            None => return Err(VerifyError::MissingClaim("aud")),
+            Some(Value::String(a)) => a == audience,
+            Some(Value::Array(list)) => {
+                if !list.iter().all(Value::is_string) {
+                    return Err(VerifyError::InvalidClaim("aud"));
+                }
+                list.iter().any(|a| a.as_str() == Some(audience))
+            }
+            Some(_) => return Err(VerifyError::InvalidClaim("aud")),
+        };
+        if !ok {
+            return Err(VerifyError::WrongAudience);
+        }
+    }
+    Ok(())
+}
+
+/// A NumericDate claim: absent, or a JSON number. Strings are refused, not ignored.
+fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, VerifyError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(VerifyError::InvalidClaim(name)),
+        Some(_) => Err(VerifyError::InvalidClaim(name)),
+    }
+}
+
+/// `typ` values compare case-insensitively, with or without `application/` (RFC 7515 §4.1.9).
+fn same_typ(expected: &str, found: &str) -> bool {
+    let strip = |t: &str| {
+        let lower = t.to_ascii_lowercase();
+        lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+    };
+    strip(expected) == strip(found)
+}
+
+fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= MAX_KID_LEN
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn json_object(part: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_slice(&b64_decode(part)?).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// The base64url JWS header `{"alg","kid","typ"}` of a key, rendered once per key.
+pub fn encode_header(alg: Algorithm, kid: &str, typ: &str) -> String {
+    let header = serde_json::json!({ "alg": alg.as_str(), "kid": kid, "typ": typ });
+    b64(header.to_string().as_bytes())
+}
+
+/// Signs `claims` (a JSON object's bytes) under a pre-rendered header.
+pub fn sign_compact(
+    key: &SigningKey,
+    header_b64: &str,
+    claims_json: &[u8],
+) -> Result<String, KeyError> {
+    let claims_len = claims_json.len().div_ceil(3) * 4;
+    let mut token = String::with_capacity(header_b64.len() + claims_len + 2 + 350);
+    token.push_str(header_b64);
+    token.push('.');
+    base64::Engine::encode_string(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        claims_json,
+        &mut token,
+    );
+    let signature = key.sign(token.as_bytes())?;
+    token.push('.');
+    base64::Engine::encode_string(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        signature,
+        &mut token,
+    );
+    Ok(token)
+}

@@ -1,0 +1,30 @@
+//! signet: a JWKS key server and the verifier that services embed.
+//!
+//! # Architecture
+//!
+//! Dependencies point inward: `cli`, `http` and `scheduler` use `service`;
+//! `service` uses `keys` and `storage`; `keys` is pure.
+//!
+//! - [`clock`]: the one reader of the system clock; [`clock::UnixTime`] and test clocks.
+//! - [`keys`]: the pure core. Algorithms, key generation and ring signing, public
+//!   JWKs and RFC 7638 kids, the lifecycle (`state_at`, `due`, rotate, revoke),
+//!   strict JWT parsing and verification. No IO, no async, no clock reads.
+//! - [`crypto_provider`]: a ring-backed `CryptoProvider` for the jsonwebtoken crate,
+//!   so signet and jsonwebtoken share one crypto stack.
+//! - `config` (feature `server`): defaults < `signet.toml` < `SIGNET_*` < flags, checked against the lifecycle rules.
+//! - `storage` (feature `server`): the [`storage::KeyStore`] trait, the encrypted file store, master keys.
+//! - `service` (feature `server`): keyrings plus store plus clock: ticks, rotation, signing, verification.
+//! - `cli` (feature `server`): the `signet` command line.
+
+pub mod clock;
+pub mod crypto_provider;
+pub mod keys;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod storage;
+#[cfg(feature = "server")]
+pub mod service;
+#[cfg(feature = "server")]
+pub mod cli;
