@@ -21,10 +21,10 @@ pub mod crypto_provider;
 pub mod keys;
 
 #[cfg(feature = "server")]
-pub mod config;
+pub mod cli;
 #[cfg(feature = "server")]
-pub mod storage;
+pub mod config;
 #[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]
-pub mod cli;
+pub mod storage;

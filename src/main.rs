@@ -1,1 +1,5 @@
-fn main() {}
+//! The `signet` binary: parses flags and hands over to [`signet::cli`].
+
+fn main() -> std::process::ExitCode {
+    signet::cli::main()
+}

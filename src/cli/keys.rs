@@ -1,0 +1,92 @@
+//! `signet keys ...` and `signet token ...`.
+
+use serde_json::{Map, Value};
+
+use super::{CliError, KeysCommand, TokenCommand};
+use crate::config::parse_duration;
+use crate::keys::Algorithm;
+use crate::service::{KeyInfo, KeyService, SignRequest};
+
+pub(super) fn run(cmd: KeysCommand, service: KeyService) -> Result<(), CliError> {
+    match cmd {
+        KeysCommand::List { json } => {
+            print_keys(&service.keys_of(None), json);
+            Ok(())
+        }
+        KeysCommand::Rotate { purpose, force } => {
+            service.tick()?;
+            let keys = service.rotate(purpose.as_deref(), force)?;
+            print_keys(&keys, false);
+            Ok(())
+        }
+        KeysCommand::Revoke { kid } => {
+            service.tick()?;
+            let keys = service.revoke(&kid)?;
+            print_keys(&keys, false);
+            Ok(())
+        }
+        KeysCommand::Reencrypt => {
+            let n = service.reencrypt()?;
+            println!("re-encrypted {n} private key(s) under the newest master key");
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), CliError> {
+    match cmd {
+        TokenCommand::Sign(args) => {
+            let claims: Map<String, Value> = serde_json::from_str(&args.claims)
+                .map_err(|e| CliError::Usage(format!("--claims must be a JSON object: {e}")))?;
+            let ttl = args.ttl.as_deref().map(|t| parse_duration("--ttl", t)).transpose()?;
+            let alg = args
+                .alg
+                .as_deref()
+                .map(str::parse::<Algorithm>)
+                .transpose()
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            service.tick()?;
+            let signed = service.sign(SignRequest { purpose: args.purpose, claims, ttl, alg })?;
+            println!("{}", signed.token);
+            Ok(())
+        }
+        TokenCommand::Verify { purpose, token } => {
+            if !service.config().purposes.contains_key(&purpose) {
+                return Err(CliError::Usage(format!("unknown purpose {purpose:?}")));
+            }
+            let verified = service.verify(&purpose, token.trim())?;
+            let out = serde_json::to_string_pretty(&verified.claims).unwrap_or_default();
+            println!("{out}");
+            Ok(())
+        }
+    }
+}
+
+fn print_keys(keys: &[KeyInfo], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(keys).unwrap_or_default());
+        return;
+    }
+    if keys.is_empty() {
+        println!("no keys yet: `signet serve` or `signet keys rotate` creates them");
+        return;
+    }
+    println!(
+        "{:<43}  {:<20}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {:<20}",
+        "KID", "PURPOSE", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES", "EXPIRES"
+    );
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for k in keys {
+        println!(
+            "{:<43}  {:<20}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {:<20}",
+            k.kid,
+            k.purpose,
+            k.alg.as_str(),
+            k.state.as_str(),
+            k.created_at,
+            k.activates_at,
+            dash(&k.retires_at),
+            dash(&k.expires_at)
+        );
+    }
+}

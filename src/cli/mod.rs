@@ -1,0 +1,209 @@
+//! The `signet` command line.
+//!
+//! Key commands work on the store directly, under its lock; a running server
+//! picks their changes up within `store.poll_interval`. Exit codes: 0 ok,
+//! 1 invalid token or refused operation, 2 usage, configuration or storage error.
+
+mod keys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, Sources};
+use crate::keys::token::VerifyError;
+use crate::service::{KeyService, ServiceError, SignError};
+use crate::storage::seal::{MasterKeys, MasterSource};
+use crate::storage::{FileStore, KeyStore, StoreError};
+
+/// signet: rotating asymmetric JWT signing keys, published as a JWKS.
+#[derive(Parser, Debug)]
+#[command(name = "signet", version, about)]
+pub struct Cli {
+    /// Configuration file (default: $SIGNET_CONFIG, else ./signet.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Inspect and change keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Sign and verify tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `signet keys ...`
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List keys: kid, purpose, alg, state and lifecycle times.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Promote the pending key now and schedule a new successor.
+    Rotate {
+        /// The purpose to rotate (default: all).
+        purpose: Option<String>,
+        /// Rotate even if the pending key is younger than jwks.max_age.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Withdraw a key at once and for good.
+    Revoke {
+        /// The key id.
+        kid: String,
+    },
+    /// Re-encrypt every private key under the newest master key.
+    Reencrypt,
+}
+
+/// `signet token ...`
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Sign a token and print it.
+    Sign(SignArgs),
+    /// Verify a token and print its claims; exit 1 when invalid.
+    Verify {
+        /// The token's purpose.
+        #[arg(long)]
+        purpose: String,
+        /// The token.
+        token: String,
+    },
+}
+
+/// `signet token sign` arguments.
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The token's purpose.
+    #[arg(long)]
+    pub purpose: String,
+    /// Custom claims as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub claims: String,
+    /// Lifetime (at most the purpose's token_ttl), e.g. 5m.
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Algorithm (default: the purpose's first).
+    #[arg(long)]
+    pub alg: Option<String>,
+}
+
+/// `signet config ...`
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective configuration, secrets redacted.
+    Check,
+}
+
+/// A command's failure, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The lifecycle rules refused.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The token is invalid.
+    #[error("invalid token: {0}")]
+    Invalid(#[from] VerifyError),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Refused(_) | CliError::Invalid(_) => 1,
+            CliError::Usage(_) | CliError::Config(_) | CliError::Store(_) => 2,
+        }
+    }
+}
+
+impl From<ServiceError> for CliError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Store(e) => CliError::Store(e),
+            ServiceError::Refused(_) | ServiceError::UnknownKid(_) => CliError::Refused(e.to_string()),
+            other => CliError::Usage(other.to_string()),
+        }
+    }
+}
+
+impl From<SignError> for CliError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::UnknownPurpose(_) | SignError::AlgNotConfigured { .. } | SignError::Key(_) => {
+                CliError::Usage(e.to_string())
+            }
+            other => CliError::Refused(other.to_string()),
+        }
+    }
+}
+
+/// Parses the process arguments, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli, &|k| std::env::var(k).ok()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signet: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs a parsed command; `env` reads environment variables.
+pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let config = Config::load(&Sources { file: cli.config.as_deref(), env }, clock.now())?;
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", config.to_toml());
+            let master = if env("SIGNET_MASTER_KEYS").is_some() { "SIGNET_MASTER_KEYS (set, redacted)".to_owned() } else { format!("{}", config.store.path.join("master.key").display()) };
+            let admin = if env("SIGNET_ADMIN_TOKENS").is_some() { "SIGNET_ADMIN_TOKENS (set, redacted)".to_owned() } else { format!("{}", config.store.path.join("admin.token").display()) };
+            println!("\n# secrets\n# master keys: {master}\n# admin tokens: {admin}");
+            Ok(())
+        }
+        Command::Keys(cmd) => keys::run(cmd, open(config, env, clock)?),
+        Command::Token(cmd) => keys::run_token(cmd, open(config, env, clock)?),
+    }
+}
+
+/// Opens the configured store and master keys and builds the service.
+pub fn open(config: Config, env: &dyn Fn(&str) -> Option<String>, clock: Arc<dyn Clock>) -> Result<KeyService, CliError> {
+    let store = FileStore::open(&config.store.path)?;
+    let (master, source) = MasterKeys::load(env("SIGNET_MASTER_KEYS").as_deref(), store.dir())?;
+    if let MasterSource::Created(path) = &source {
+        eprintln!("signet: created a development master key at {} (set SIGNET_MASTER_KEYS in production)", path.display());
+    }
+    let store: Arc<dyn KeyStore> = Arc::new(store);
+    Ok(KeyService::open(Arc::new(config), store, master, clock)?)
+}

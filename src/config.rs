@@ -1,0 +1,415 @@
+//! Configuration: built-in defaults < `signet.toml` (or `--config FILE`, or
+//! `SIGNET_CONFIG`) < `SIGNET_*` environment variables < flags.
+//!
+//! A configuration that breaks the lifecycle rules is refused here, at load,
+//! with the reason and the fix (DESIGN rule 4).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::keys::{Algorithm, Policy, RSA_BITS, Schedule};
+
+/// The file read when neither `--config` nor `SIGNET_CONFIG` names one.
+pub const DEFAULT_FILE: &str = "signet.toml";
+/// The JWKS may hold at most this many keys of one purpose at once per
+/// algorithm; a `token_ttl` that needs more is refused.
+const MAX_RETIRING: u32 = 8;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped fields.
+    #[error("{path} is not a valid signet configuration: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What and where (line and column).
+        message: String,
+    },
+    /// A value is malformed or breaks a lifecycle rule.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field, as written in the file or environment.
+        field: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The two listeners.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerConfig {
+    /// JWKS, discovery, health and metrics.
+    pub public_addr: SocketAddr,
+    /// Signing and key management.
+    pub admin_addr: SocketAddr,
+}
+
+/// JWKS publication.
+#[derive(Clone, Debug, Serialize)]
+pub struct JwksConfig {
+    /// `Cache-Control: max-age`, also the publish-ahead minimum.
+    #[serde(with = "human")]
+    pub max_age: Duration,
+}
+
+/// Where keyrings live.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreConfig {
+    /// `file` (the only kind so far).
+    pub kind: String,
+    /// The keys directory of the file store.
+    pub path: PathBuf,
+    /// How often a server looks for changes made by other processes.
+    #[serde(with = "human")]
+    pub poll_interval: Duration,
+}
+
+/// One purpose's keys and tokens.
+#[derive(Clone, Debug, Serialize)]
+pub struct PurposeConfig {
+    /// Algorithms kept for this purpose; the first signs by default.
+    pub algorithms: Vec<Algorithm>,
+    /// Longest lifetime of a token.
+    #[serde(with = "human")]
+    pub token_ttl: Duration,
+    /// Rotation schedule.
+    #[serde(serialize_with = "schedule_str")]
+    pub rotate: Schedule,
+    /// JWT header `typ` of this purpose's tokens.
+    pub typ: String,
+    /// RSA modulus size for new RSA keys.
+    pub rsa_bits: u32,
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// `iss` of every token, and the OIDC issuer.
+    pub issuer: String,
+    /// Clock skew tolerated on `exp`/`nbf`, added to key retention.
+    #[serde(with = "human")]
+    pub leeway: Duration,
+    /// Listeners.
+    pub server: ServerConfig,
+    /// JWKS publication.
+    pub jwks: JwksConfig,
+    /// The store.
+    pub store: StoreConfig,
+    /// Token purposes by name.
+    pub purposes: BTreeMap<String, PurposeConfig>,
+    /// The file this was read from, if any.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+mod human {
+    use std::time::Duration;
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+fn schedule_str<S: serde::Serializer>(v: &Schedule, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_str())
+}
+
+// ---- the file, as written ------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    issuer: Option<String>,
+    leeway: Option<String>,
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    jwks: FileJwks,
+    #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
+    purposes: BTreeMap<String, FilePurpose>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    public_addr: Option<String>,
+    admin_addr: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileJwks {
+    max_age: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    kind: Option<String>,
+    path: Option<String>,
+    url: Option<String>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct FilePurpose {
+    enabled: Option<bool>,
+    algorithms: Option<Vec<String>>,
+    token_ttl: Option<String>,
+    rotate: Option<String>,
+    typ: Option<String>,
+    rsa_bits: Option<u32>,
+}
+
+/// Built-in purposes: (name, algorithm, token_ttl, typ).
+const DEFAULT_PURPOSES: [(&str, &str, &str, &str); 4] = [
+    ("access_token", "RS256", "10m", "at+jwt"),
+    ("refresh_token", "EdDSA", "7d", "refresh+jwt"),
+    ("magic_link", "EdDSA", "15m", "magic-link+jwt"),
+    ("reset_password_link", "EdDSA", "1h", "reset-password+jwt"),
+];
+const DEFAULT_ROTATE: &str = "0 0 0 1 * *";
+
+/// Parses a duration such as `90s`, `10m`, `7d` or `1h 30m`.
+pub fn parse_duration(field: &str, text: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            field,
+            format!("{text:?} is not a duration ({e}); write e.g. \"90s\", \"10m\", \"7d\""),
+        )
+    })?;
+    if d.subsec_nanos() != 0 {
+        return Err(invalid(field, format!("{text:?}: use whole seconds")));
+    }
+    Ok(d)
+}
+
+/// Where the configuration comes from: a file path and a way to read variables.
+pub struct Sources<'a> {
+    /// `--config FILE`, if given.
+    pub file: Option<&'a Path>,
+    /// Reads an environment variable (injected so tests need not touch the process environment).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Config {
+    /// Loads defaults, the file, then `SIGNET_*` variables, and checks the
+    /// result against the lifecycle rules as of `now`.
+    pub fn load(sources: &Sources<'_>, now: UnixTime) -> Result<Config, ConfigError> {
+        let env = sources.env;
+        let path = sources
+            .file
+            .map(Path::to_path_buf)
+            .or_else(|| env("SIGNET_CONFIG").map(PathBuf::from))
+            .or_else(|| Path::new(DEFAULT_FILE).exists().then(|| PathBuf::from(DEFAULT_FILE)));
+        let file = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                toml::from_str::<File>(&text).map_err(|e| ConfigError::Parse {
+                    path: p.clone(),
+                    message: e.to_string().trim().replace('\n', " "),
+                })?
+            }
+            None => File::default(),
+        };
+        let pick = |var: &str, file: Option<String>, default: &str| -> (String, String) {
+            match env(var) {
+                Some(v) => (v, var.to_owned()),
+                None => (file.unwrap_or_else(|| default.to_owned()), String::new()),
+            }
+        };
+        let field = |name: &str, from_env: String| if from_env.is_empty() { name.to_owned() } else { from_env };
+
+        let (issuer, src) = pick("SIGNET_ISSUER", file.issuer, "http://127.0.0.1:8080");
+        let issuer_field = field("issuer", src);
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) || issuer.ends_with('/') {
+            return Err(invalid(issuer_field, format!("{issuer:?} must be an http(s) URL without a trailing slash, e.g. \"https://auth.example.com\"")));
+        }
+        let (leeway, src) = pick("SIGNET_LEEWAY", file.leeway, "60s");
+        let leeway = parse_duration(&field("leeway", src), &leeway)?;
+        let addr = |var: &str, name: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
+            let (text, src) = pick(var, v, default);
+            text.parse().map_err(|_| invalid(field(name, src), format!("{text:?} is not an address; write host:port, e.g. \"127.0.0.1:8080\"")))
+        };
+        let server = ServerConfig {
+            public_addr: addr("SIGNET_PUBLIC_ADDR", "server.public_addr", file.server.public_addr, "127.0.0.1:8080")?,
+            admin_addr: addr("SIGNET_ADMIN_ADDR", "server.admin_addr", file.server.admin_addr, "127.0.0.1:8081")?,
+        };
+        if server.public_addr == server.admin_addr && server.public_addr.port() != 0 {
+            return Err(invalid("server.admin_addr", "must differ from server.public_addr: the admin API is never on the public listener"));
+        }
+        let (max_age, src) = pick("SIGNET_JWKS_MAX_AGE", file.jwks.max_age, "5m");
+        let max_age_field = field("jwks.max_age", src);
+        let jwks_max_age = parse_duration(&max_age_field, &max_age)?;
+        if jwks_max_age.is_zero() {
+            return Err(invalid(max_age_field, "must be at least 1s: it is also how long a new key is published before it signs"));
+        }
+        let (kind, src) = pick("SIGNET_STORE_KIND", file.store.kind, "file");
+        if kind != "file" {
+            return Err(invalid(field("store.kind", src), format!("{kind:?} is not available in this build; use \"file\"")));
+        }
+        if file.store.url.is_some() || env("SIGNET_STORE_URL").is_some() {
+            return Err(invalid("store.url", "only the file store is available in this build; remove store.url"));
+        }
+        let (store_path, _) = pick("SIGNET_STORE_PATH", file.store.path, "keys");
+        let (poll, src) = pick("SIGNET_STORE_POLL_INTERVAL", file.store.poll_interval, "5s");
+        let poll_field = field("store.poll_interval", src);
+        let poll_interval = parse_duration(&poll_field, &poll)?;
+        if poll_interval.is_zero() {
+            return Err(invalid(poll_field, "must be at least 1s"));
+        }
+        let store = StoreConfig { kind, path: PathBuf::from(store_path), poll_interval };
+
+        let mut purposes = BTreeMap::new();
+        let mut written = file.purposes;
+        for (name, alg, ttl, typ) in DEFAULT_PURPOSES {
+            let p = written.remove(name).unwrap_or_default();
+            if p.enabled == Some(false) {
+                continue;
+            }
+            let defaults = FilePurpose {
+                enabled: None,
+                algorithms: Some(vec![alg.to_owned()]),
+                token_ttl: Some(ttl.to_owned()),
+                rotate: Some(DEFAULT_ROTATE.to_owned()),
+                typ: Some(typ.to_owned()),
+                rsa_bits: Some(2048),
+            };
+            purposes.insert(name.to_owned(), purpose(name, p, defaults)?);
+        }
+        for (name, p) in written {
+            if p.enabled == Some(false) {
+                continue;
+            }
+            if !valid_purpose_name(&name) {
+                return Err(invalid(format!("purposes.{name}"), "purpose names use lower-case letters, digits and '_' (at most 64), e.g. \"api_key\""));
+            }
+            if p.token_ttl.is_none() {
+                return Err(invalid(format!("purposes.{name}.token_ttl"), "required for a purpose signet does not define; e.g. token_ttl = \"15m\""));
+            }
+            let defaults = FilePurpose {
+                enabled: None,
+                algorithms: Some(vec!["EdDSA".to_owned()]),
+                token_ttl: None,
+                rotate: Some(DEFAULT_ROTATE.to_owned()),
+                typ: Some(format!("{}+jwt", name.replace('_', "-"))),
+                rsa_bits: Some(2048),
+            };
+            purposes.insert(name.clone(), purpose(&name, p, defaults)?);
+        }
+        if purposes.is_empty() {
+            return Err(invalid("purposes", "every purpose is disabled; enable at least one"));
+        }
+        let config = Config { issuer, leeway, server, jwks: JwksConfig { max_age: jwks_max_age }, store, purposes, source: path };
+        config.check_rules(now)?;
+        Ok(config)
+    }
+
+    /// Rule 4: refuse what the lifecycle cannot honour.
+    fn check_rules(&self, now: UnixTime) -> Result<(), ConfigError> {
+        for (name, p) in &self.purposes {
+            let Some(period) = p.rotate.shortest_period(now, 36) else {
+                return Err(invalid(format!("purposes.{name}.rotate"), format!("{:?} never fires again; use e.g. \"0 0 0 1 * *\" (monthly)", p.rotate.as_str())));
+            };
+            let show = |d: Duration| humantime::format_duration(d).to_string();
+            if self.jwks.max_age > period {
+                return Err(invalid(
+                    "jwks.max_age",
+                    format!("{} is longer than the rotation period of {name} ({}): a new key could not be published for max_age before it signs. Shorten jwks.max_age or rotate {name} less often", show(self.jwks.max_age), show(period)),
+                ));
+            }
+            let retention = p.token_ttl + self.leeway + self.jwks.max_age;
+            if retention > period * MAX_RETIRING {
+                return Err(invalid(
+                    format!("purposes.{name}.token_ttl"),
+                    format!("{} (plus leeway and max_age) outlives {MAX_RETIRING} rotation periods of {}: the JWKS would carry more than {MAX_RETIRING} retired keys. Shorten token_ttl or rotate less often", show(p.token_ttl), show(period)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The lifecycle policy of a purpose.
+    pub fn policy(&self, purpose: &str) -> Option<Policy> {
+        let p = self.purposes.get(purpose)?;
+        Some(Policy {
+            algorithms: p.algorithms.clone(),
+            token_ttl: p.token_ttl,
+            leeway: self.leeway,
+            max_age: self.jwks.max_age,
+            schedule: p.rotate.clone(),
+        })
+    }
+
+    /// The effective configuration as TOML (it holds no secrets).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn valid_purpose_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, ConfigError> {
+    let f = |k: &str| format!("purposes.{name}.{k}");
+    let names = p.algorithms.or(d.algorithms).unwrap_or_default();
+    let mut algorithms = Vec::new();
+    for a in &names {
+        let alg: Algorithm = a.parse().map_err(|e| invalid(f("algorithms"), format!("{e}")))?;
+        if algorithms.contains(&alg) {
+            return Err(invalid(f("algorithms"), format!("{a} is listed twice")));
+        }
+        algorithms.push(alg);
+    }
+    if algorithms.is_empty() {
+        return Err(invalid(f("algorithms"), "list at least one of EdDSA, RS256, PS256, ES256"));
+    }
+    let token_ttl = parse_duration(&f("token_ttl"), &p.token_ttl.or(d.token_ttl).unwrap_or_default())?;
+    if token_ttl.is_zero() {
+        return Err(invalid(f("token_ttl"), "must be at least 1s"));
+    }
+    let rotate = Schedule::parse(&p.rotate.or(d.rotate).unwrap_or_default())
+        .map_err(|e| invalid(f("rotate"), e.to_string()))?;
+    let typ = p.typ.or(d.typ).unwrap_or_default();
+    if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(f("typ"), format!("{typ:?} must be a non-empty media type, e.g. \"at+jwt\"")));
+    }
+    let rsa_bits = p.rsa_bits.or(d.rsa_bits).unwrap_or(2048);
+    if !RSA_BITS.contains(&rsa_bits) {
+        return Err(invalid(f("rsa_bits"), format!("{rsa_bits} is not one of 2048, 3072, 4096")));
+    }
+    Ok(PurposeConfig { algorithms, token_ttl, rotate, typ, rsa_bits })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! Signing tokens for the issuer and verifying them against the published keys.
+
+use std::time::Duration;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::KeyService;
+use crate::clock::UnixTime;
+use crate::keys::jwk::b64;
+use crate::keys::token::{Expectations, VerifyError, parse, sign_compact};
+use crate::keys::{Algorithm, KeyError};
+
+/// Claims the server sets itself; a request may not.
+pub const RESERVED_CLAIMS: [&str; 5] = ["iss", "iat", "nbf", "exp", "jti"];
+
+/// Why a token could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// The purpose is not configured.
+    #[error("unknown purpose {0:?}")]
+    UnknownPurpose(String),
+    /// The algorithm is not configured for the purpose.
+    #[error("algorithm {alg} is not configured for {purpose}; configured: {configured}")]
+    AlgNotConfigured {
+        /// The purpose.
+        purpose: String,
+        /// The algorithm asked for.
+        alg: Algorithm,
+        /// What is configured.
+        configured: String,
+    },
+    /// The request sets a claim the server sets.
+    #[error("claim {0:?} is set by signet; remove it from the request")]
+    ReservedClaim(String),
+    /// The requested lifetime exceeds the purpose's `token_ttl`.
+    #[error("ttl {ttl}s exceeds the token_ttl of {purpose} ({max}s)")]
+    TtlTooLong {
+        /// The purpose.
+        purpose: String,
+        /// Requested seconds.
+        ttl: u64,
+        /// Allowed seconds.
+        max: u64,
+    },
+    /// A zero lifetime.
+    #[error("ttl must be at least 1s")]
+    ZeroTtl,
+    /// No key signs for the purpose right now (keyring not bootstrapped).
+    #[error("no active key for {purpose} ({alg}); the keyring has not been initialised yet")]
+    NoSigningKey {
+        /// The purpose.
+        purpose: String,
+        /// The algorithm.
+        alg: Algorithm,
+    },
+    /// The signature itself failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// What the issuer asks for.
+#[derive(Debug, Clone, Default)]
+pub struct SignRequest {
+    /// The token purpose.
+    pub purpose: String,
+    /// Custom claims (`sub`, `aud`, `scope`, ...).
+    pub claims: Map<String, Value>,
+    /// Lifetime; the purpose's `token_ttl` when unset, never more.
+    pub ttl: Option<Duration>,
+    /// Algorithm; the purpose's first when unset.
+    pub alg: Option<Algorithm>,
+}
+
+/// A signed token.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignedToken {
+    /// The compact JWT.
+    pub token: String,
+    /// The key that signed it.
+    pub kid: String,
+    /// Its algorithm.
+    pub alg: Algorithm,
+    /// Its `exp`.
+    pub expires_at: u64,
+}
+
+/// A verified token.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    /// Its claims.
+    pub claims: Map<String, Value>,
+    /// The key that signed it.
+    pub kid: String,
+}
+
+impl KeyService {
+    /// Signs a token: sets `iss`, `iat`, `nbf`, `exp` and `jti`, and the purpose's `typ`.
+    pub fn sign(&self, req: SignRequest) -> Result<SignedToken, SignError> {
+        let config = self.config();
+        let purpose = config
+            .purposes
+            .get(&req.purpose)
+            .ok_or_else(|| SignError::UnknownPurpose(req.purpose.clone()))?;
+        let alg = req.alg.unwrap_or(purpose.algorithms[0]);
+        if !purpose.algorithms.contains(&alg) {
+            return Err(SignError::AlgNotConfigured {
+                purpose: req.purpose,
+                alg,
+                configured: purpose.algorithms.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        }
+        if let Some(c) = RESERVED_CLAIMS.iter().find(|c| req.claims.contains_key(**c)) {
+            return Err(SignError::ReservedClaim((*c).to_owned()));
+        }
+        let ttl = req.ttl.unwrap_or(purpose.token_ttl);
+        if ttl > purpose.token_ttl {
+            return Err(SignError::TtlTooLong { purpose: req.purpose, ttl: ttl.as_secs(), max: purpose.token_ttl.as_secs() });
+        }
+        if ttl.as_secs() == 0 {
+            return Err(SignError::ZeroTtl);
+        }
+        let now = self.now();
+        let snap = self.snapshot();
+        let signer = snap
+            .purposes
+            .get(&req.purpose)
+            .and_then(|p| p.signers.iter().find(|s| s.key.alg() == alg && s.signs_at(now)))
+            .ok_or_else(|| SignError::NoSigningKey { purpose: req.purpose.clone(), alg })?;
+        let exp = now.plus(ttl);
+        let mut claims = req.claims;
+        claims.insert("iss".into(), Value::from(config.issuer.as_str()));
+        claims.insert("iat".into(), Value::from(now.0));
+        claims.insert("nbf".into(), Value::from(now.0));
+        claims.insert("exp".into(), Value::from(exp.0));
+        claims.insert("jti".into(), Value::from(new_jti()?));
+        let body = serde_json::to_vec(&claims).map_err(|_| KeyError::Signing)?;
+        let token = sign_compact(&signer.key, &signer.header_b64, &body)?;
+        Ok(SignedToken { token, kid: signer.key.kid().to_owned(), alg, expires_at: exp.0 })
+    }
+
+    /// Verifies a token of `purpose` against that purpose's published keys at now.
+    pub fn verify(&self, purpose: &str, token: &str) -> Result<Verified, VerifyError> {
+        let now = self.now();
+        self.verify_at(purpose, token, now)
+    }
+
+    fn verify_at(&self, purpose: &str, token: &str, now: UnixTime) -> Result<Verified, VerifyError> {
+        let config = self.config();
+        let typ = config.purposes.get(purpose).map(|p| p.typ.as_str());
+        let parsed = parse(token)?;
+        let snap = self.snapshot();
+        let key = snap
+            .purposes
+            .get(purpose)
+            .and_then(|p| p.verify.get(&parsed.kid))
+            .filter(|k| k.expires_at.is_none_or(|e| now < e))
+            .ok_or_else(|| VerifyError::UnknownKid(parsed.kid.clone()))?;
+        let kid = parsed.kid.clone();
+        let expect = Expectations { typ, issuer: Some(&config.issuer), audience: None, leeway: config.leeway, now };
+        let claims = parsed.verify(key.alg, &key.members, &expect)?;
+        Ok(Verified { claims, kid })
+    }
+}
+
+fn new_jti() -> Result<String, KeyError> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new().fill(&mut bytes).map_err(|_| KeyError::Random)?;
+    Ok(b64(&bytes))
+}

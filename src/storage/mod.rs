@@ -1,0 +1,103 @@
+//! Where keyrings live: the [`KeyStore`] trait, chosen once in `main`, and
+//! its implementations. Also the master keys that seal private keys at rest.
+//!
+//! A store only moves keyrings; private keys arrive already sealed
+//! ([`seal`]), so no store ever sees plaintext key material.
+
+mod file;
+pub mod seal;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use file::FileStore;
+
+use crate::keys::{Keyring, thumbprint};
+
+/// Why the store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What signet was doing.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A keyring is unreadable or fails its integrity checks. Nothing was overwritten.
+    #[error("{location} {reason}: signet left it untouched; restore it from a backup, or move it aside to start a new keyring for this purpose")]
+    Corrupt {
+        /// The file (or table row) at fault.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A private key cannot be decrypted with the configured master keys.
+    #[error("cannot decrypt key {kid} of {purpose}: {reason}")]
+    Decrypt {
+        /// The key's purpose.
+        purpose: String,
+        /// The key.
+        kid: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The master key configuration is unusable.
+    #[error("master key: {0}")]
+    MasterKey(String),
+}
+
+/// Storage of keyrings, one per purpose.
+///
+/// Readers call [`load`](KeyStore::load). Writers call [`lock`](KeyStore::lock),
+/// which serialises them across processes (a lock file, or an advisory lock
+/// in a database transaction), read the keyring as of the lock, and
+/// [`commit`](KeyringTxn::commit) the new one atomically. Dropping the
+/// transaction without committing changes nothing.
+pub trait KeyStore: Send + Sync + fmt::Debug {
+    /// Where the keyrings are, for messages (`file store at keys/`).
+    fn describe(&self) -> String;
+
+    /// The current keyring of a purpose, or `None` if it was never written.
+    fn load(&self, purpose: &str) -> Result<Option<Keyring>, StoreError>;
+
+    /// Takes the purpose's write lock and reads its keyring under it.
+    fn lock(&self, purpose: &str) -> Result<Box<dyn KeyringTxn + '_>, StoreError>;
+}
+
+/// A write in progress on one purpose's keyring, holding its lock.
+pub trait KeyringTxn {
+    /// The keyring as of the lock (`None`: never written).
+    fn current(&self) -> Option<&Keyring>;
+
+    /// Stores `keyring` atomically, with its generation one above the
+    /// current one, and releases the lock. Returns the stored generation.
+    fn commit(self: Box<Self>, keyring: Keyring) -> Result<u64, StoreError>;
+}
+
+/// Integrity checks every store runs on a keyring it reads: it belongs to the
+/// purpose, and every kid is the thumbprint of its public key.
+pub(crate) fn check_keyring(ring: &Keyring, purpose: &str) -> Result<(), String> {
+    if ring.purpose != purpose {
+        return Err(format!(
+            "holds the keyring of {:?}, not {purpose:?}",
+            ring.purpose
+        ));
+    }
+    for key in &ring.keys {
+        if thumbprint(&key.jwk).as_deref() != Some(key.kid.as_str()) || key.jwk.kid != key.kid {
+            return Err(format!(
+                "has key {} whose public key does not match its kid (altered by hand?)",
+                key.kid
+            ));
+        }
+        if key.jwk.alg != key.alg.as_str() {
+            return Err(format!("has key {} whose JWK alg differs from its alg", key.kid));
+        }
+    }
+    Ok(())
+}

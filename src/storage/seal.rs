@@ -1,0 +1,187 @@
+//! Master keys and the sealing of private keys at rest.
+//!
+//! Each private key is encrypted with AES-256-GCM (ring) under the newest
+//! master key, with `signet/v1 <purpose> <kid>` as associated data: a sealed
+//! key moved to another kid or purpose fails to open. Older master keys only
+//! decrypt, so master keys rotate by prepending a new one and re-encrypting.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
+
+use super::StoreError;
+use crate::keys::jwk::{b64, b64_decode};
+use crate::keys::{Pkcs8, SealedKey};
+
+/// The file holding the development master key inside the keys directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+struct MasterKey {
+    id: String,
+    key: LessSafeKey,
+}
+
+/// The configured master keys, newest first.
+pub struct MasterKeys {
+    keys: Vec<MasterKey>,
+}
+
+impl fmt::Debug for MasterKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<_> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        write!(f, "MasterKeys({ids:?}, <redacted>)")
+    }
+}
+
+/// Where the master keys came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterSource {
+    /// `SIGNET_MASTER_KEYS`.
+    Environment,
+    /// An existing `keys/master.key`.
+    File(PathBuf),
+    /// A `keys/master.key` created just now (development setup).
+    Created(PathBuf),
+}
+
+fn master_err(msg: impl Into<String>) -> StoreError {
+    StoreError::MasterKey(msg.into())
+}
+
+impl MasterKeys {
+    /// Parses `SIGNET_MASTER_KEYS`-style text: comma-separated base64 32-byte keys, newest first.
+    pub fn parse(text: &str) -> Result<MasterKeys, StoreError> {
+        let mut keys = Vec::new();
+        for (i, part) in text.split(',').map(str::trim).enumerate() {
+            let bytes = Zeroizing::new(STANDARD.decode(part).map_err(|_| {
+                master_err(format!("entry {} of SIGNET_MASTER_KEYS is not base64; generate one with `openssl rand -base64 32`", i + 1))
+            })?);
+            if bytes.len() != 32 {
+                return Err(master_err(format!(
+                    "entry {} of SIGNET_MASTER_KEYS is {} bytes; each key must be 32 random bytes, base64 (`openssl rand -base64 32`)",
+                    i + 1,
+                    bytes.len()
+                )));
+            }
+            keys.push(MasterKey::new(&bytes)?);
+        }
+        Ok(MasterKeys { keys })
+    }
+
+    /// The keys from `SIGNET_MASTER_KEYS` if set, else from `dir/master.key`,
+    /// creating it (mode 0600) when `dir` holds no keyring yet.
+    pub fn load(env: Option<&str>, dir: &Path) -> Result<(MasterKeys, MasterSource), StoreError> {
+        if let Some(text) = env {
+            return Ok((MasterKeys::parse(text)?, MasterSource::Environment));
+        }
+        let path = dir.join(MASTER_KEY_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let keys = MasterKeys::parse(text.trim()).map_err(|e| {
+                    master_err(format!("{} is unusable ({e}); restore it from a backup", path.display()))
+                })?;
+                Ok((keys, MasterSource::File(path)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let has_keyrings = fs::read_dir(dir)
+                    .map(|entries| {
+                        entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    })
+                    .unwrap_or(false);
+                if has_keyrings {
+                    return Err(master_err(format!(
+                        "{} holds keyrings but {} is missing and SIGNET_MASTER_KEYS is unset: set SIGNET_MASTER_KEYS to the key they were sealed with, or restore {}",
+                        dir.display(), path.display(), path.display()
+                    )));
+                }
+                let mut bytes = Zeroizing::new([0u8; 32]);
+                SystemRandom::new()
+                    .fill(&mut bytes[..])
+                    .map_err(|_| master_err("the system random number generator failed"))?;
+                let text = Zeroizing::new(STANDARD.encode(&bytes[..]));
+                super::file::ensure_dir(dir)?;
+                let io = |source| StoreError::Io { action: "create", path: path.clone(), source };
+                let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+                f.write_all(text.as_bytes()).map_err(io)?;
+                f.sync_all().map_err(io)?;
+                super::file::sync_dir(dir)?;
+                Ok((MasterKeys { keys: vec![MasterKey::new(&bytes[..])?] }, MasterSource::Created(path)))
+            }
+            Err(source) => Err(StoreError::Io { action: "read", path, source }),
+        }
+    }
+
+    /// The id of the key that seals (the newest).
+    pub fn current_id(&self) -> &str {
+        self.keys.first().map(|k| k.id.as_str()).unwrap_or("")
+    }
+
+    /// Encrypts a private key for `purpose`/`kid` under the newest master key.
+    pub fn seal(&self, purpose: &str, kid: &str, pkcs8: &Pkcs8) -> Result<SealedKey, StoreError> {
+        let master = self.keys.first().ok_or_else(|| master_err("no master key configured"))?;
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| master_err("the system random number generator failed"))?;
+        let mut buf = pkcs8.expose_der().to_vec();
+        let sealed = master.key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad(purpose, kid)),
+            &mut buf,
+        );
+        let out = sealed.map(|()| SealedKey {
+            master: master.id.clone(),
+            nonce: b64(&nonce),
+            ciphertext: b64(&buf),
+        });
+        zeroize::Zeroize::zeroize(&mut buf);
+        out.map_err(|_| master_err("encryption failed"))
+    }
+
+    /// Decrypts a private key sealed for `purpose`/`kid`.
+    pub fn open(&self, purpose: &str, kid: &str, sealed: &SealedKey) -> Result<Pkcs8, StoreError> {
+        let fail = |reason: String| StoreError::Decrypt { purpose: purpose.to_owned(), kid: kid.to_owned(), reason };
+        let master = self.keys.iter().find(|k| k.id == sealed.master).ok_or_else(|| {
+            fail(format!(
+                "it was sealed with master key {}, which is not configured (configured: {}); add that key to SIGNET_MASTER_KEYS",
+                sealed.master,
+                self.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let nonce = b64_decode(&sealed.nonce)
+            .and_then(|n| <[u8; NONCE_LEN]>::try_from(n).ok())
+            .ok_or_else(|| fail("its nonce is malformed: the keyring was altered".into()))?;
+        let mut buf = Zeroizing::new(
+            b64_decode(&sealed.ciphertext).ok_or_else(|| fail("its ciphertext is not base64url: the keyring was altered".into()))?,
+        );
+        let plain = master
+            .key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad(purpose, kid)), &mut buf)
+            .map_err(|_| fail("authentication failed: the ciphertext was altered, or moved from another key".into()))?;
+        Ok(Pkcs8::from_der(Zeroizing::new(plain.to_vec())))
+    }
+}
+
+impl MasterKey {
+    fn new(bytes: &[u8]) -> Result<MasterKey, StoreError> {
+        let mut input = b"signet master key id\0".to_vec();
+        input.extend_from_slice(bytes);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+        zeroize::Zeroize::zeroize(&mut input);
+        let id = b64(&digest.as_ref()[..9]);
+        let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| master_err("a master key must be 32 bytes"))?;
+        Ok(MasterKey { id, key: LessSafeKey::new(key) })
+    }
+}
+
+fn aad(purpose: &str, kid: &str) -> Vec<u8> {
+    format!("signet/v1 {purpose} {kid}").into_bytes()
+}
