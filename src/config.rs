@@ -225,7 +225,11 @@ impl Config {
             .file
             .map(Path::to_path_buf)
             .or_else(|| env("SIGNET_CONFIG").map(PathBuf::from))
-            .or_else(|| Path::new(DEFAULT_FILE).exists().then(|| PathBuf::from(DEFAULT_FILE)));
+            .or_else(|| {
+                Path::new(DEFAULT_FILE)
+                    .exists()
+                    .then(|| PathBuf::from(DEFAULT_FILE))
+            });
         let file = match &path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -245,38 +249,82 @@ impl Config {
                 None => (file.unwrap_or_else(|| default.to_owned()), String::new()),
             }
         };
-        let field = |name: &str, from_env: String| if from_env.is_empty() { name.to_owned() } else { from_env };
+        let field = |name: &str, from_env: String| {
+            if from_env.is_empty() {
+                name.to_owned()
+            } else {
+                from_env
+            }
+        };
 
         let (issuer, src) = pick("SIGNET_ISSUER", file.issuer, "http://127.0.0.1:8080");
         let issuer_field = field("issuer", src);
-        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) || issuer.ends_with('/') {
-            return Err(invalid(issuer_field, format!("{issuer:?} must be an http(s) URL without a trailing slash, e.g. \"https://auth.example.com\"")));
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            || issuer.ends_with('/')
+        {
+            return Err(invalid(
+                issuer_field,
+                format!(
+                    "{issuer:?} must be an http(s) URL without a trailing slash, e.g. \"https://auth.example.com\""
+                ),
+            ));
         }
         let (leeway, src) = pick("SIGNET_LEEWAY", file.leeway, "60s");
         let leeway = parse_duration(&field("leeway", src), &leeway)?;
-        let addr = |var: &str, name: &str, v: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
+        let addr = |var: &str,
+                    name: &str,
+                    v: Option<String>,
+                    default: &str|
+         -> Result<SocketAddr, ConfigError> {
             let (text, src) = pick(var, v, default);
-            text.parse().map_err(|_| invalid(field(name, src), format!("{text:?} is not an address; write host:port, e.g. \"127.0.0.1:8080\"")))
+            text.parse().map_err(|_| {
+                invalid(
+                    field(name, src),
+                    format!("{text:?} is not an address; write host:port, e.g. \"127.0.0.1:8080\""),
+                )
+            })
         };
         let server = ServerConfig {
-            public_addr: addr("SIGNET_PUBLIC_ADDR", "server.public_addr", file.server.public_addr, "127.0.0.1:8080")?,
-            admin_addr: addr("SIGNET_ADMIN_ADDR", "server.admin_addr", file.server.admin_addr, "127.0.0.1:8081")?,
+            public_addr: addr(
+                "SIGNET_PUBLIC_ADDR",
+                "server.public_addr",
+                file.server.public_addr,
+                "127.0.0.1:8080",
+            )?,
+            admin_addr: addr(
+                "SIGNET_ADMIN_ADDR",
+                "server.admin_addr",
+                file.server.admin_addr,
+                "127.0.0.1:8081",
+            )?,
         };
         if server.public_addr == server.admin_addr && server.public_addr.port() != 0 {
-            return Err(invalid("server.admin_addr", "must differ from server.public_addr: the admin API is never on the public listener"));
+            return Err(invalid(
+                "server.admin_addr",
+                "must differ from server.public_addr: the admin API is never on the public listener",
+            ));
         }
         let (max_age, src) = pick("SIGNET_JWKS_MAX_AGE", file.jwks.max_age, "5m");
         let max_age_field = field("jwks.max_age", src);
         let jwks_max_age = parse_duration(&max_age_field, &max_age)?;
         if jwks_max_age.is_zero() {
-            return Err(invalid(max_age_field, "must be at least 1s: it is also how long a new key is published before it signs"));
+            return Err(invalid(
+                max_age_field,
+                "must be at least 1s: it is also how long a new key is published before it signs",
+            ));
         }
         let (kind, src) = pick("SIGNET_STORE_KIND", file.store.kind, "file");
         if kind != "file" {
-            return Err(invalid(field("store.kind", src), format!("{kind:?} is not available in this build; use \"file\"")));
+            return Err(invalid(
+                field("store.kind", src),
+                format!("{kind:?} is not available in this build; use \"file\""),
+            ));
         }
         if file.store.url.is_some() || env("SIGNET_STORE_URL").is_some() {
-            return Err(invalid("store.url", "only the file store is available in this build; remove store.url"));
+            return Err(invalid(
+                "store.url",
+                "only the file store is available in this build; remove store.url",
+            ));
         }
         let (store_path, _) = pick("SIGNET_STORE_PATH", file.store.path, "keys");
         let (poll, src) = pick("SIGNET_STORE_POLL_INTERVAL", file.store.poll_interval, "5s");
@@ -285,7 +333,11 @@ impl Config {
         if poll_interval.is_zero() {
             return Err(invalid(poll_field, "must be at least 1s"));
         }
-        let store = StoreConfig { kind, path: PathBuf::from(store_path), poll_interval };
+        let store = StoreConfig {
+            kind,
+            path: PathBuf::from(store_path),
+            poll_interval,
+        };
 
         let mut purposes = BTreeMap::new();
         let mut written = file.purposes;
@@ -309,10 +361,16 @@ impl Config {
                 continue;
             }
             if !valid_purpose_name(&name) {
-                return Err(invalid(format!("purposes.{name}"), "purpose names use lower-case letters, digits and '_' (at most 64), e.g. \"api_key\""));
+                return Err(invalid(
+                    format!("purposes.{name}"),
+                    "purpose names use lower-case letters, digits and '_' (at most 64), e.g. \"api_key\"",
+                ));
             }
             if p.token_ttl.is_none() {
-                return Err(invalid(format!("purposes.{name}.token_ttl"), "required for a purpose signet does not define; e.g. token_ttl = \"15m\""));
+                return Err(invalid(
+                    format!("purposes.{name}.token_ttl"),
+                    "required for a purpose signet does not define; e.g. token_ttl = \"15m\"",
+                ));
             }
             let defaults = FilePurpose {
                 enabled: None,
@@ -325,9 +383,22 @@ impl Config {
             purposes.insert(name.clone(), purpose(&name, p, defaults)?);
         }
         if purposes.is_empty() {
-            return Err(invalid("purposes", "every purpose is disabled; enable at least one"));
+            return Err(invalid(
+                "purposes",
+                "every purpose is disabled; enable at least one",
+            ));
         }
-        let config = Config { issuer, leeway, server, jwks: JwksConfig { max_age: jwks_max_age }, store, purposes, source: path };
+        let config = Config {
+            issuer,
+            leeway,
+            server,
+            jwks: JwksConfig {
+                max_age: jwks_max_age,
+            },
+            store,
+            purposes,
+            source: path,
+        };
         config.check_rules(now)?;
         Ok(config)
     }
@@ -336,20 +407,34 @@ impl Config {
     fn check_rules(&self, now: UnixTime) -> Result<(), ConfigError> {
         for (name, p) in &self.purposes {
             let Some(period) = p.rotate.shortest_period(now, 36) else {
-                return Err(invalid(format!("purposes.{name}.rotate"), format!("{:?} never fires again; use e.g. \"0 0 0 1 * *\" (monthly)", p.rotate.as_str())));
+                return Err(invalid(
+                    format!("purposes.{name}.rotate"),
+                    format!(
+                        "{:?} never fires again; use e.g. \"0 0 0 1 * *\" (monthly)",
+                        p.rotate.as_str()
+                    ),
+                ));
             };
             let show = |d: Duration| humantime::format_duration(d).to_string();
             if self.jwks.max_age > period {
                 return Err(invalid(
                     "jwks.max_age",
-                    format!("{} is longer than the rotation period of {name} ({}): a new key could not be published for max_age before it signs. Shorten jwks.max_age or rotate {name} less often", show(self.jwks.max_age), show(period)),
+                    format!(
+                        "{} is longer than the rotation period of {name} ({}): a new key could not be published for max_age before it signs. Shorten jwks.max_age or rotate {name} less often",
+                        show(self.jwks.max_age),
+                        show(period)
+                    ),
                 ));
             }
             let retention = p.token_ttl + self.leeway + self.jwks.max_age;
             if retention > period * MAX_RETIRING {
                 return Err(invalid(
                     format!("purposes.{name}.token_ttl"),
-                    format!("{} (plus leeway and max_age) outlives {MAX_RETIRING} rotation periods of {}: the JWKS would carry more than {MAX_RETIRING} retired keys. Shorten token_ttl or rotate less often", show(p.token_ttl), show(period)),
+                    format!(
+                        "{} (plus leeway and max_age) outlives {MAX_RETIRING} rotation periods of {}: the JWKS would carry more than {MAX_RETIRING} retired keys. Shorten token_ttl or rotate less often",
+                        show(p.token_ttl),
+                        show(period)
+                    ),
                 ));
             }
         }
@@ -377,7 +462,9 @@ impl Config {
 fn valid_purpose_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, ConfigError> {
@@ -385,16 +472,24 @@ fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, 
     let names = p.algorithms.or(d.algorithms).unwrap_or_default();
     let mut algorithms = Vec::new();
     for a in &names {
-        let alg: Algorithm = a.parse().map_err(|e| invalid(f("algorithms"), format!("{e}")))?;
+        let alg: Algorithm = a
+            .parse()
+            .map_err(|e| invalid(f("algorithms"), format!("{e}")))?;
         if algorithms.contains(&alg) {
             return Err(invalid(f("algorithms"), format!("{a} is listed twice")));
         }
         algorithms.push(alg);
     }
     if algorithms.is_empty() {
-        return Err(invalid(f("algorithms"), "list at least one of EdDSA, RS256, PS256, ES256"));
+        return Err(invalid(
+            f("algorithms"),
+            "list at least one of EdDSA, RS256, PS256, ES256",
+        ));
     }
-    let token_ttl = parse_duration(&f("token_ttl"), &p.token_ttl.or(d.token_ttl).unwrap_or_default())?;
+    let token_ttl = parse_duration(
+        &f("token_ttl"),
+        &p.token_ttl.or(d.token_ttl).unwrap_or_default(),
+    )?;
     if token_ttl.is_zero() {
         return Err(invalid(f("token_ttl"), "must be at least 1s"));
     }
@@ -402,13 +497,25 @@ fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, 
         .map_err(|e| invalid(f("rotate"), e.to_string()))?;
     let typ = p.typ.or(d.typ).unwrap_or_default();
     if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(f("typ"), format!("{typ:?} must be a non-empty media type, e.g. \"at+jwt\"")));
+        return Err(invalid(
+            f("typ"),
+            format!("{typ:?} must be a non-empty media type, e.g. \"at+jwt\""),
+        ));
     }
     let rsa_bits = p.rsa_bits.or(d.rsa_bits).unwrap_or(2048);
     if !RSA_BITS.contains(&rsa_bits) {
-        return Err(invalid(f("rsa_bits"), format!("{rsa_bits} is not one of 2048, 3072, 4096")));
+        return Err(invalid(
+            f("rsa_bits"),
+            format!("{rsa_bits} is not one of 2048, 3072, 4096"),
+        ));
     }
-    Ok(PurposeConfig { algorithms, token_ttl, rotate, typ, rsa_bits })
+    Ok(PurposeConfig {
+        algorithms,
+        token_ttl,
+        rotate,
+        typ,
+        rsa_bits,
+    })
 }
 
 #[cfg(test)]

@@ -56,7 +56,8 @@ fn new_signer(
 ) -> Result<Box<dyn JwtSigner>, Error> {
     let alg = supported(alg)?;
     let pkcs8 = Pkcs8::from_der(Zeroizing::new(key.as_bytes().to_vec()));
-    let key = SigningKey::from_pkcs8(alg, &pkcs8).map_err(|_| Error::from(ErrorKind::InvalidKeyFormat))?;
+    let key = SigningKey::from_pkcs8(alg, &pkcs8)
+        .map_err(|_| Error::from(ErrorKind::InvalidKeyFormat))?;
     Ok(Box::new(RingSigner(key)))
 }
 
@@ -105,7 +106,8 @@ fn new_verifier(
 
 fn public_of(alg: Algorithm, der: &[u8]) -> Result<PublicMembers, Error> {
     let pkcs8 = Pkcs8::from_der(Zeroizing::new(der.to_vec()));
-    let key = SigningKey::from_pkcs8(alg, &pkcs8).map_err(|_| Error::from(ErrorKind::InvalidKeyFormat))?;
+    let key = SigningKey::from_pkcs8(alg, &pkcs8)
+        .map_err(|_| Error::from(ErrorKind::InvalidKeyFormat))?;
     key.public_jwk()
         .members()
         .ok_or_else(|| ErrorKind::InvalidKeyFormat.into())
@@ -123,7 +125,9 @@ fn ec_from_private(
     alg: jsonwebtoken::Algorithm,
 ) -> Result<(EllipticCurve, Vec<u8>, Vec<u8>), Error> {
     match (alg, public_of(Algorithm::ES256, der)?) {
-        (jsonwebtoken::Algorithm::ES256, PublicMembers::Ec { x, y }) => Ok((EllipticCurve::P256, x, y)),
+        (jsonwebtoken::Algorithm::ES256, PublicMembers::Ec { x, y }) => {
+            Ok((EllipticCurve::P256, x, y))
+        }
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     }
 }

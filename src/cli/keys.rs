@@ -38,7 +38,11 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
         TokenCommand::Sign(args) => {
             let claims: Map<String, Value> = serde_json::from_str(&args.claims)
                 .map_err(|e| CliError::Usage(format!("--claims must be a JSON object: {e}")))?;
-            let ttl = args.ttl.as_deref().map(|t| parse_duration("--ttl", t)).transpose()?;
+            let ttl = args
+                .ttl
+                .as_deref()
+                .map(|t| parse_duration("--ttl", t))
+                .transpose()?;
             let alg = args
                 .alg
                 .as_deref()
@@ -46,7 +50,12 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
                 .transpose()
                 .map_err(|e| CliError::Usage(e.to_string()))?;
             service.tick()?;
-            let signed = service.sign(SignRequest { purpose: args.purpose, claims, ttl, alg })?;
+            let signed = service.sign(SignRequest {
+                purpose: args.purpose,
+                claims,
+                ttl,
+                alg,
+            })?;
             println!("{}", signed.token);
             Ok(())
         }

@@ -144,7 +144,9 @@ impl From<ServiceError> for CliError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Store(e) => CliError::Store(e),
-            ServiceError::Refused(_) | ServiceError::UnknownKid(_) => CliError::Refused(e.to_string()),
+            ServiceError::Refused(_) | ServiceError::UnknownKid(_) => {
+                CliError::Refused(e.to_string())
+            }
             other => CliError::Usage(other.to_string()),
         }
     }
@@ -153,9 +155,9 @@ impl From<ServiceError> for CliError {
 impl From<SignError> for CliError {
     fn from(e: SignError) -> Self {
         match e {
-            SignError::UnknownPurpose(_) | SignError::AlgNotConfigured { .. } | SignError::Key(_) => {
-                CliError::Usage(e.to_string())
-            }
+            SignError::UnknownPurpose(_)
+            | SignError::AlgNotConfigured { .. }
+            | SignError::Key(_) => CliError::Usage(e.to_string()),
             other => CliError::Refused(other.to_string()),
         }
     }
@@ -177,18 +179,35 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs a parsed command; `env` reads environment variables.
 pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let config = Config::load(&Sources { file: cli.config.as_deref(), env }, clock.now())?;
+    let config = Config::load(
+        &Sources {
+            file: cli.config.as_deref(),
+            env,
+        },
+        clock.now(),
+    )?;
     match cli.command {
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.to_toml());
-            let master = if env("SIGNET_MASTER_KEYS").is_some() { "SIGNET_MASTER_KEYS (set, redacted)".to_owned() } else { format!("{}", config.store.path.join("master.key").display()) };
-            let admin = if env("SIGNET_ADMIN_TOKENS").is_some() { "SIGNET_ADMIN_TOKENS (set, redacted)".to_owned() } else { format!("{}", config.store.path.join("admin.token").display()) };
+            let master = if env("SIGNET_MASTER_KEYS").is_some() {
+                "SIGNET_MASTER_KEYS (set, redacted)".to_owned()
+            } else {
+                format!("{}", config.store.path.join("master.key").display())
+            };
+            let admin = if env("SIGNET_ADMIN_TOKENS").is_some() {
+                "SIGNET_ADMIN_TOKENS (set, redacted)".to_owned()
+            } else {
+                format!("{}", config.store.path.join("admin.token").display())
+            };
             println!("\n# secrets\n# master keys: {master}\n# admin tokens: {admin}");
             Ok(())
         }
@@ -198,11 +217,18 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
 }
 
 /// Opens the configured store and master keys and builds the service.
-pub fn open(config: Config, env: &dyn Fn(&str) -> Option<String>, clock: Arc<dyn Clock>) -> Result<KeyService, CliError> {
+pub fn open(
+    config: Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    clock: Arc<dyn Clock>,
+) -> Result<KeyService, CliError> {
     let store = FileStore::open(&config.store.path)?;
     let (master, source) = MasterKeys::load(env("SIGNET_MASTER_KEYS").as_deref(), store.dir())?;
     if let MasterSource::Created(path) = &source {
-        eprintln!("signet: created a development master key at {} (set SIGNET_MASTER_KEYS in production)", path.display());
+        eprintln!(
+            "signet: created a development master key at {} (set SIGNET_MASTER_KEYS in production)",
+            path.display()
+        );
     }
     let store: Arc<dyn KeyStore> = Arc::new(store);
     Ok(KeyService::open(Arc::new(config), store, master, clock)?)

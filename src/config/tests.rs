@@ -8,10 +8,18 @@ fn load(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signet.toml");
     std::fs::write(&path, toml).unwrap();
-    let vars: HashMap<String, String> =
-        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let env = move |k: &str| vars.get(k).cloned();
-    Config::load(&Sources { file: Some(&path), env: &env }, NOW)
+    Config::load(
+        &Sources {
+            file: Some(&path),
+            env: &env,
+        },
+        NOW,
+    )
 }
 
 fn err(toml: &str, vars: &[(&str, &str)]) -> String {
@@ -22,12 +30,23 @@ fn err(toml: &str, vars: &[(&str, &str)]) -> String {
 fn defaults_give_the_four_purposes() {
     let c = load("", &[]).unwrap();
     let names: Vec<_> = c.purposes.keys().cloned().collect();
-    assert_eq!(names, ["access_token", "magic_link", "refresh_token", "reset_password_link"]);
+    assert_eq!(
+        names,
+        [
+            "access_token",
+            "magic_link",
+            "refresh_token",
+            "reset_password_link"
+        ]
+    );
     let at = &c.purposes["access_token"];
     assert_eq!(at.algorithms, [Algorithm::RS256]);
     assert_eq!(at.token_ttl, Duration::from_secs(600));
     assert_eq!(at.typ, "at+jwt");
-    assert_eq!(c.purposes["refresh_token"].token_ttl, Duration::from_secs(7 * 86_400));
+    assert_eq!(
+        c.purposes["refresh_token"].token_ttl,
+        Duration::from_secs(7 * 86_400)
+    );
     assert_eq!(c.jwks.max_age, Duration::from_secs(300));
     assert_eq!(c.store.path, PathBuf::from("keys"));
     assert_eq!(c.server.admin_addr.to_string(), "127.0.0.1:8081");
@@ -41,26 +60,74 @@ fn file_then_environment_override_defaults() {
     )
     .unwrap();
     assert_eq!(c.issuer, "https://auth.example.com");
-    assert_eq!(c.jwks.max_age, Duration::from_secs(60), "environment beats the file");
-    assert_eq!(c.purposes["access_token"].algorithms, [Algorithm::ES256, Algorithm::EdDSA]);
-    assert_eq!(c.purposes["access_token"].token_ttl, Duration::from_secs(600), "unset fields keep defaults");
+    assert_eq!(
+        c.jwks.max_age,
+        Duration::from_secs(60),
+        "environment beats the file"
+    );
+    assert_eq!(
+        c.purposes["access_token"].algorithms,
+        [Algorithm::ES256, Algorithm::EdDSA]
+    );
+    assert_eq!(
+        c.purposes["access_token"].token_ttl,
+        Duration::from_secs(600),
+        "unset fields keep defaults"
+    );
     assert!(!c.purposes.contains_key("magic_link"));
     assert_eq!(c.purposes["api_key"].typ, "api-key+jwt");
 }
 
 #[test]
 fn bad_values_name_the_field_and_the_fix() {
-    let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
-        ("[jwks]\nmax_age = \"5 parsecs\"\n", &[], &["jwks.max_age", "\"10m\""]),
-        ("", &[("SIGNET_JWKS_MAX_AGE", "soon")], &["SIGNET_JWKS_MAX_AGE"]),
-        ("[purposes.access_token]\nrotate = \"0 0 1 * *\"\n", &[], &["purposes.access_token.rotate", "six fields"]),
-        ("[purposes.access_token]\nalgorithms = [\"HS256\"]\n", &[], &["purposes.access_token.algorithms", "EdDSA"]),
-        ("[purposes.access_token]\nalgorithms = [\"none\"]\n", &[], &["unsupported algorithm"]),
-        ("[purposes.api_key]\nalgorithms = [\"EdDSA\"]\n", &[], &["purposes.api_key.token_ttl", "required"]),
-        ("[purposes.access_token]\nrsa_bits = 1024\n", &[], &["rsa_bits", "2048"]),
-        ("[server]\npublic_addr = \"localhost\"\n", &[], &["server.public_addr", "host:port"]),
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case<'_>] = &[
+        (
+            "[jwks]\nmax_age = \"5 parsecs\"\n",
+            &[],
+            &["jwks.max_age", "\"10m\""],
+        ),
+        (
+            "",
+            &[("SIGNET_JWKS_MAX_AGE", "soon")],
+            &["SIGNET_JWKS_MAX_AGE"],
+        ),
+        (
+            "[purposes.access_token]\nrotate = \"0 0 1 * *\"\n",
+            &[],
+            &["purposes.access_token.rotate", "six fields"],
+        ),
+        (
+            "[purposes.access_token]\nalgorithms = [\"HS256\"]\n",
+            &[],
+            &["purposes.access_token.algorithms", "EdDSA"],
+        ),
+        (
+            "[purposes.access_token]\nalgorithms = [\"none\"]\n",
+            &[],
+            &["unsupported algorithm"],
+        ),
+        (
+            "[purposes.api_key]\nalgorithms = [\"EdDSA\"]\n",
+            &[],
+            &["purposes.api_key.token_ttl", "required"],
+        ),
+        (
+            "[purposes.access_token]\nrsa_bits = 1024\n",
+            &[],
+            &["rsa_bits", "2048"],
+        ),
+        (
+            "[server]\npublic_addr = \"localhost\"\n",
+            &[],
+            &["server.public_addr", "host:port"],
+        ),
         ("colour = \"blue\"\n", &[], &["unknown field", "colour"]),
-        ("issuer = \"auth.example.com\"\n", &[], &["issuer", "http(s) URL"]),
+        (
+            "issuer = \"auth.example.com\"\n",
+            &[],
+            &["issuer", "http(s) URL"],
+        ),
     ];
     for (toml, vars, needles) in cases {
         let msg = err(toml, vars);
@@ -73,11 +140,20 @@ fn bad_values_name_the_field_and_the_fix() {
 #[test]
 fn configurations_that_break_the_lifecycle_rules_are_refused() {
     // max_age longer than a rotation period (hourly).
-    let msg = err("[jwks]\nmax_age = \"2h\"\n[purposes.access_token]\nrotate = \"0 0 * * * *\"\n", &[]);
-    assert!(msg.contains("jwks.max_age") && msg.contains("rotation period"), "{msg}");
+    let msg = err(
+        "[jwks]\nmax_age = \"2h\"\n[purposes.access_token]\nrotate = \"0 0 * * * *\"\n",
+        &[],
+    );
+    assert!(
+        msg.contains("jwks.max_age") && msg.contains("rotation period"),
+        "{msg}"
+    );
     // A 7-day token with hourly rotation would need 168 retired keys published.
     let msg = err("[purposes.refresh_token]\nrotate = \"0 0 * * * *\"\n", &[]);
-    assert!(msg.contains("purposes.refresh_token.token_ttl") && msg.contains("Shorten token_ttl"), "{msg}");
+    assert!(
+        msg.contains("purposes.refresh_token.token_ttl") && msg.contains("Shorten token_ttl"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -85,6 +161,9 @@ fn the_effective_configuration_renders_as_toml() {
     let c = load("", &[]).unwrap();
     let text = c.to_toml();
     let back: toml::Value = toml::from_str(&text).unwrap();
-    assert_eq!(back["purposes"]["access_token"]["typ"].as_str(), Some("at+jwt"));
+    assert_eq!(
+        back["purposes"]["access_token"]["typ"].as_str(),
+        Some("at+jwt")
+    );
     assert_eq!(back["jwks"]["max_age"].as_str(), Some("5m"));
 }

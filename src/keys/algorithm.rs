@@ -47,35 +47,35 @@ pub(crate) struct Spec {
 }
 
 static EDDSA: Spec = Spec {
-        name: "EdDSA",
-        family: KeyFamily::Ed25519,
-        verify: &sig::ED25519,
-        rsa: None,
-        jwt: jsonwebtoken::Algorithm::EdDSA,
+    name: "EdDSA",
+    family: KeyFamily::Ed25519,
+    verify: &sig::ED25519,
+    rsa: None,
+    jwt: jsonwebtoken::Algorithm::EdDSA,
 };
 
 static RS256: Spec = Spec {
-        name: "RS256",
-        family: KeyFamily::Rsa,
-        verify: &sig::RSA_PKCS1_2048_8192_SHA256,
-        rsa: Some((&sig::RSA_PKCS1_SHA256, &sig::RSA_PKCS1_2048_8192_SHA256)),
-        jwt: jsonwebtoken::Algorithm::RS256,
+    name: "RS256",
+    family: KeyFamily::Rsa,
+    verify: &sig::RSA_PKCS1_2048_8192_SHA256,
+    rsa: Some((&sig::RSA_PKCS1_SHA256, &sig::RSA_PKCS1_2048_8192_SHA256)),
+    jwt: jsonwebtoken::Algorithm::RS256,
 };
 
 static PS256: Spec = Spec {
-        name: "PS256",
-        family: KeyFamily::Rsa,
-        verify: &sig::RSA_PSS_2048_8192_SHA256,
-        rsa: Some((&sig::RSA_PSS_SHA256, &sig::RSA_PSS_2048_8192_SHA256)),
-        jwt: jsonwebtoken::Algorithm::PS256,
+    name: "PS256",
+    family: KeyFamily::Rsa,
+    verify: &sig::RSA_PSS_2048_8192_SHA256,
+    rsa: Some((&sig::RSA_PSS_SHA256, &sig::RSA_PSS_2048_8192_SHA256)),
+    jwt: jsonwebtoken::Algorithm::PS256,
 };
 
 static ES256: Spec = Spec {
-        name: "ES256",
-        family: KeyFamily::P256,
-        verify: &sig::ECDSA_P256_SHA256_FIXED,
-        rsa: None,
-        jwt: jsonwebtoken::Algorithm::ES256,
+    name: "ES256",
+    family: KeyFamily::P256,
+    verify: &sig::ECDSA_P256_SHA256_FIXED,
+    rsa: None,
+    jwt: jsonwebtoken::Algorithm::ES256,
 };
 
 impl Algorithm {

@@ -149,9 +149,11 @@ pub fn thumbprint(jwk: &PublicJwk) -> Option<String> {
         ),
         _ => return None,
     };
-    Some(b64(
-        ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()).as_ref(),
-    ))
+    Some(b64(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    )
+    .as_ref()))
 }
 
 #[cfg(test)]

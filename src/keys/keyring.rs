@@ -43,9 +43,7 @@ impl Policy {
     /// (rule 2) and strictly after `current`.
     fn successor_activation(&self, now: UnixTime, current: UnixTime) -> UnixTime {
         let earliest = now.plus(self.max_age).max(UnixTime(current.0 + 1));
-        self.schedule
-            .next_at_or_after(earliest)
-            .unwrap_or(earliest)
+        self.schedule.next_at_or_after(earliest).unwrap_or(earliest)
     }
 }
 

@@ -46,7 +46,10 @@ fn make(alg: Algorithm) -> Result<NewKey, KeyError> {
 fn tick(ring: &mut Keyring, now: UnixTime, policy: &Policy) -> Plan {
     let plan = ring.due(now, policy);
     ring.apply(&plan, now, policy, &mut make).unwrap();
-    assert!(ring.due(now, policy).is_empty(), "due twice at {now} changed something");
+    assert!(
+        ring.due(now, policy).is_empty(),
+        "due twice at {now} changed something"
+    );
     plan
 }
 
@@ -68,8 +71,15 @@ fn bootstrap_signs_at_once_and_publishes_a_successor() {
     let (first, next) = (&ring.keys[0], &ring.keys[1]);
     assert_eq!(first.activates_at, T0);
     assert_eq!(next.activates_at, DEC1);
-    assert_eq!(first.retires_at, Some(DEC1), "the active key retires when its successor signs");
-    assert_eq!(ring.signer(Algorithm::EdDSA, T0).map(|k| &k.kid), Some(&first.kid));
+    assert_eq!(
+        first.retires_at,
+        Some(DEC1),
+        "the active key retires when its successor signs"
+    );
+    assert_eq!(
+        ring.signer(Algorithm::EdDSA, T0).map(|k| &k.kid),
+        Some(&first.kid)
+    );
     assert_ne!(first.kid, next.kid);
 }
 
@@ -77,7 +87,10 @@ fn bootstrap_signs_at_once_and_publishes_a_successor() {
 fn bootstrap_just_before_a_boundary_skips_to_the_next_one() {
     let p = monthly();
     let ring = bootstrapped(UnixTime(DEC1.0 - 2 * MIN), &p);
-    assert_eq!(ring.keys[1].activates_at, JAN1, "a successor needs max_age of publication");
+    assert_eq!(
+        ring.keys[1].activates_at, JAN1,
+        "a successor needs max_age of publication"
+    );
 }
 
 #[test]
@@ -103,7 +116,10 @@ fn states_across_boundaries() {
     // retired private half; the retired key stays published.
     tick(&mut ring, DEC1, &p);
     assert_eq!(states(&ring, DEC1), [Retiring, Active, Pending]);
-    assert!(ring.keys[0].private.is_none(), "a retired key can never sign again");
+    assert!(
+        ring.keys[0].private.is_none(),
+        "a retired key can never sign again"
+    );
     assert!(ring.keys[0].is_published_at(DEC1));
     assert_eq!(ring.keys[2].activates_at, JAN1);
     assert_eq!(ring.keys[1].retires_at, Some(JAN1));
@@ -111,7 +127,10 @@ fn states_across_boundaries() {
     // Once its tokens are gone, the retired key leaves.
     tick(&mut ring, UnixTime(DEC1.0 + retention), &p);
     assert_eq!(ring.keys.len(), 2);
-    assert_eq!(states(&ring, UnixTime(DEC1.0 + retention)), [Active, Pending]);
+    assert_eq!(
+        states(&ring, UnixTime(DEC1.0 + retention)),
+        [Active, Pending]
+    );
 }
 
 #[test]
@@ -121,7 +140,11 @@ fn a_token_signed_just_before_retirement_outlives_nothing() {
     let p = policy(&[Algorithm::EdDSA], Duration::from_secs(7 * DAY));
     let ring = bootstrapped(T0, &p);
     let signed_at = UnixTime(DEC1.0 - 1);
-    let signer = ring.signer(Algorithm::EdDSA, signed_at).unwrap().kid.clone();
+    let signer = ring
+        .signer(Algorithm::EdDSA, signed_at)
+        .unwrap()
+        .kid
+        .clone();
     let token_exp = signed_at.plus(p.token_ttl);
     // The last instant a verifier may accept the token, from a cache fetched just before.
     let last_use = token_exp.plus(p.leeway).plus(p.max_age);
@@ -142,8 +165,15 @@ fn restart_after_downtime_computes_the_right_state() {
     let plan = tick(&mut ring, later, &p);
     assert!(plan.steps.contains(&Step::Remove { kid: k1 }));
     assert_eq!(ring.keys[0].kid, k2, "the key that took over keeps signing");
-    assert_eq!(ring.signer(Algorithm::EdDSA, later).map(|k| k.kid.clone()), Some(k2));
-    assert_eq!(ring.keys[1].activates_at, UnixTime(1_803_859_200), "2027-03-01");
+    assert_eq!(
+        ring.signer(Algorithm::EdDSA, later).map(|k| k.kid.clone()),
+        Some(k2)
+    );
+    assert_eq!(
+        ring.keys[1].activates_at,
+        UnixTime(1_803_859_200),
+        "2027-03-01"
+    );
 }
 
 #[test]
@@ -162,7 +192,10 @@ fn manual_rotation_is_refused_until_the_pending_key_is_old_enough() {
     let mut forced = ring.clone();
     let plan = forced.rotate(young, &p, true).unwrap();
     forced.apply(&plan, young, &p, &mut make).unwrap();
-    assert_eq!(forced.signer(Algorithm::EdDSA, young).unwrap().kid, ring.keys[1].kid);
+    assert_eq!(
+        forced.signer(Algorithm::EdDSA, young).unwrap().kid,
+        ring.keys[1].kid
+    );
 
     // Old enough: allowed without force.
     let later = UnixTime(T0.0 + DAY);
@@ -191,15 +224,25 @@ fn revoking_the_active_key_promotes_its_successor_at_once() {
     assert!(!revoked.is_published_at(now));
     assert!(revoked.private.is_none());
     assert_eq!(ring.signer(Algorithm::EdDSA, now).unwrap().kid, k2);
-    let pending: Vec<_> = ring.keys.iter().filter(|k| k.state_at(now) == KeyState::Pending).collect();
+    let pending: Vec<_> = ring
+        .keys
+        .iter()
+        .filter(|k| k.state_at(now) == KeyState::Pending)
+        .collect();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].activates_at, DEC1);
     // Never published again, at any later instant.
     for t in [DEC1, JAN1, FEB1] {
         assert!(!ring.get(&k1).is_some_and(|k| k.is_published_at(t)));
     }
-    assert_eq!(ring.revoke(&k1, now, &p), Err(Refusal::AlreadyRevoked(k1.clone())));
-    assert!(matches!(ring.revoke("nope", now, &p), Err(Refusal::UnknownKid { .. })));
+    assert_eq!(
+        ring.revoke(&k1, now, &p),
+        Err(Refusal::AlreadyRevoked(k1.clone()))
+    );
+    assert!(matches!(
+        ring.revoke("nope", now, &p),
+        Err(Refusal::UnknownKid { .. })
+    ));
 }
 
 #[test]
@@ -219,7 +262,10 @@ fn revoking_the_pending_key_schedules_a_new_one() {
 
 #[test]
 fn every_algorithm_gets_its_own_pair_and_dropped_ones_retire() {
-    let both = policy(&[Algorithm::ES256, Algorithm::EdDSA], Duration::from_secs(10 * MIN));
+    let both = policy(
+        &[Algorithm::ES256, Algorithm::EdDSA],
+        Duration::from_secs(10 * MIN),
+    );
     let mut ring = bootstrapped(T0, &both);
     assert_eq!(ring.keys.len(), 4);
     for alg in [Algorithm::ES256, Algorithm::EdDSA] {
@@ -229,7 +275,15 @@ fn every_algorithm_gets_its_own_pair_and_dropped_ones_retire() {
     let now = UnixTime(T0.0 + DAY);
     tick(&mut ring, now, &only_ed);
     assert!(ring.signer(Algorithm::ES256, now).is_none());
-    let es: Vec<_> = ring.keys.iter().filter(|k| k.alg == Algorithm::ES256).collect();
+    let es: Vec<_> = ring
+        .keys
+        .iter()
+        .filter(|k| k.alg == Algorithm::ES256)
+        .collect();
     assert_eq!(es.len(), 1, "the ES256 pending key is dropped");
-    assert_eq!(es[0].state_at(now), KeyState::Retiring, "the ES256 active key retires, still published");
+    assert_eq!(
+        es[0].state_at(now),
+        KeyState::Retiring,
+        "the ES256 active key retires, still published"
+    );
 }

@@ -167,7 +167,10 @@ impl SigningKey {
                 let kp = sig::RsaKeyPair::from_pkcs8(der).map_err(invalid)?;
                 let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public());
                 let (padding, _) = alg.spec().rsa.ok_or(KeyError::Signing)?;
-                (Pair::Rsa(kp, padding), PublicMembers::Rsa { n: c.n, e: c.e })
+                (
+                    Pair::Rsa(kp, padding),
+                    PublicMembers::Rsa { n: c.n, e: c.e },
+                )
             }
         };
         Ok(SigningKey {

@@ -44,7 +44,10 @@ pub enum KeyState {
 impl KeyState {
     /// Whether keys in this state appear in the JWKS.
     pub fn is_published(self) -> bool {
-        matches!(self, KeyState::Pending | KeyState::Active | KeyState::Retiring)
+        matches!(
+            self,
+            KeyState::Pending | KeyState::Active | KeyState::Retiring
+        )
     }
 
     /// Lower-case name, as in `keys list`.

@@ -18,7 +18,9 @@ pub struct Schedule {
 
 /// A cron expression that cannot be used as a rotation schedule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid rotate schedule {expr:?}: {reason} (expected six fields: sec min hour day-of-month month day-of-week, e.g. \"0 0 0 1 * *\" for monthly)")]
+#[error(
+    "invalid rotate schedule {expr:?}: {reason} (expected six fields: sec min hour day-of-month month day-of-week, e.g. \"0 0 0 1 * *\" for monthly)"
+)]
 pub struct ScheduleError {
     /// The expression as written.
     pub expr: String,
@@ -34,10 +36,7 @@ impl Schedule {
             reason,
         };
         if expr.split_whitespace().count() != 6 {
-            return Err(err(format!(
-                "{} fields",
-                expr.split_whitespace().count()
-            )));
+            return Err(err(format!("{} fields", expr.split_whitespace().count())));
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Required)
@@ -92,11 +91,21 @@ mod tests {
     fn monthly_boundaries_and_period() {
         let s = Schedule::parse("0 0 0 1 * *").unwrap();
         // 2026-11-29T00:00:00Z -> 2026-12-01T00:00:00Z
-        assert_eq!(s.next_at_or_after(UnixTime(1_795_910_400)), Some(UnixTime(1_796_083_200)));
+        assert_eq!(
+            s.next_at_or_after(UnixTime(1_795_910_400)),
+            Some(UnixTime(1_796_083_200))
+        );
         // A boundary is its own next boundary (inclusive).
-        assert_eq!(s.next_at_or_after(UnixTime(1_796_083_200)), Some(UnixTime(1_796_083_200)));
+        assert_eq!(
+            s.next_at_or_after(UnixTime(1_796_083_200)),
+            Some(UnixTime(1_796_083_200))
+        );
         let p = s.shortest_period(UnixTime(1_795_910_400), 24).unwrap();
-        assert_eq!(p, Duration::from_secs(28 * 86_400), "February is the shortest month");
+        assert_eq!(
+            p,
+            Duration::from_secs(28 * 86_400),
+            "February is the shortest month"
+        );
     }
 
     #[test]

@@ -109,7 +109,8 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
     }
     let malformed = |what: &str| VerifyError::Malformed(what.to_owned());
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(malformed("expected three dot-separated parts"));
     };
@@ -135,7 +136,8 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
         None => None,
         Some(_) => return Err(malformed("typ is not a string")),
     };
-    let claims = json_object(c).ok_or_else(|| malformed("claims are not a base64url JSON object"))?;
+    let claims =
+        json_object(c).ok_or_else(|| malformed("claims are not a base64url JSON object"))?;
     Ok(Parsed {
         signing_input: &token[..h.len() + 1 + c.len()],
         signature,
@@ -182,10 +184,8 @@ fn check_claims(claims: &Map<String, Value>, expect: &Expectations<'_>) -> Resul
     if now >= exp + leeway {
         return Err(VerifyError::Expired);
     }
-    if let Some(nbf) = numeric(claims, "nbf")? {
-        if now + leeway < nbf {
-            return Err(VerifyError::NotYetValid);
-        }
+    if numeric(claims, "nbf")?.is_some_and(|nbf| now + leeway < nbf) {
+        return Err(VerifyError::NotYetValid);
     }
     numeric(claims, "iat")?;
     if let Some(issuer) = expect.issuer {
@@ -228,7 +228,10 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64
 fn same_typ(expected: &str, found: &str) -> bool {
     let strip = |t: &str| {
         let lower = t.to_ascii_lowercase();
-        lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+        lower
+            .strip_prefix("application/")
+            .map(str::to_owned)
+            .unwrap_or(lower)
     };
     strip(expected) == strip(found)
 }

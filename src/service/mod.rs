@@ -18,7 +18,9 @@ pub use token::{RESERVED_CLAIMS, SignError, SignRequest, SignedToken, Verified};
 
 use crate::clock::{Clock, UnixTime};
 use crate::config::Config;
-use crate::keys::{Algorithm, KeyError, Keyring, NewKey, Plan, Policy, Refusal, SigningKey, Step, generate};
+use crate::keys::{
+    Algorithm, KeyError, Keyring, NewKey, Plan, Policy, Refusal, SigningKey, Step, generate,
+};
 use crate::storage::seal::MasterKeys;
 use crate::storage::{KeyStore, StoreError};
 
@@ -87,7 +89,13 @@ impl KeyService {
     ) -> Result<KeyService, ServiceError> {
         let keyrings = load_all(&config, store.as_ref())?;
         let snapshot = Snapshot::build(&config, &master, keyrings, clock.now(), None)?;
-        Ok(KeyService { config, store, master, clock, snapshot: ArcSwap::from_pointee(snapshot) })
+        Ok(KeyService {
+            config,
+            store,
+            master,
+            clock,
+            snapshot: ArcSwap::from_pointee(snapshot),
+        })
     }
 
     /// The effective configuration.
@@ -107,7 +115,15 @@ impl KeyService {
 
     fn policy(&self, purpose: &str) -> Result<Policy, ServiceError> {
         self.config.policy(purpose).ok_or_else(|| {
-            ServiceError::UnknownPurpose(purpose.to_owned(), self.config.purposes.keys().cloned().collect::<Vec<_>>().join(", "))
+            ServiceError::UnknownPurpose(
+                purpose.to_owned(),
+                self.config
+                    .purposes
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
         })
     }
 
@@ -131,7 +147,12 @@ impl KeyService {
         let current = self.snapshot();
         let keyrings = load_all(&self.config, self.store.as_ref())?;
         let same = keyrings.len() == current.purposes.len()
-            && keyrings.iter().all(|k| current.purposes.get(&k.purpose).is_some_and(|p| p.keyring.generation == k.generation));
+            && keyrings.iter().all(|k| {
+                current
+                    .purposes
+                    .get(&k.purpose)
+                    .is_some_and(|p| p.keyring.generation == k.generation)
+            });
         if same && current.valid_until.is_none_or(|t| now < t) {
             return Ok(false);
         }
@@ -160,7 +181,11 @@ impl KeyService {
     pub fn revoke(&self, kid: &str) -> Result<Vec<KeyInfo>, ServiceError> {
         let mut found = None;
         for purpose in self.config.purposes.keys() {
-            if self.store.load(purpose)?.is_some_and(|r| r.get(kid).is_some()) {
+            if self
+                .store
+                .load(purpose)?
+                .is_some_and(|r| r.get(kid).is_some())
+            {
                 found = Some(purpose.clone());
             }
         }
@@ -176,15 +201,19 @@ impl KeyService {
         let mut count = 0;
         for purpose in self.config.purposes.keys() {
             let txn = self.store.lock(purpose)?;
-            let Some(mut ring) = txn.current().cloned() else { continue };
+            let Some(mut ring) = txn.current().cloned() else {
+                continue;
+            };
             let mut changed = 0;
             for key in &mut ring.keys {
-                if let Some(sealed) = &key.private {
-                    if sealed.master != self.master.current_id() {
-                        let pkcs8 = self.master.open(purpose, &key.kid, sealed)?;
-                        key.private = Some(self.master.seal(purpose, &key.kid, &pkcs8)?);
-                        changed += 1;
-                    }
+                if let Some(sealed) = key
+                    .private
+                    .as_ref()
+                    .filter(|s| s.master != self.master.current_id())
+                {
+                    let pkcs8 = self.master.open(purpose, &key.kid, sealed)?;
+                    key.private = Some(self.master.seal(purpose, &key.kid, &pkcs8)?);
+                    changed += 1;
                 }
             }
             if changed > 0 {
@@ -227,10 +256,17 @@ impl KeyService {
         op: impl FnOnce(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
     ) -> Result<bool, ServiceError> {
         let policy = self.policy(purpose)?;
-        let rsa_bits = self.config.purposes.get(purpose).map_or(2048, |p| p.rsa_bits);
+        let rsa_bits = self
+            .config
+            .purposes
+            .get(purpose)
+            .map_or(2048, |p| p.rsa_bits);
         let now = self.now();
         let txn = self.store.lock(purpose)?;
-        let mut ring = txn.current().cloned().unwrap_or_else(|| Keyring::new(purpose));
+        let mut ring = txn
+            .current()
+            .cloned()
+            .unwrap_or_else(|| Keyring::new(purpose));
         let mut make = |alg: Algorithm| self.make_key(purpose, alg, rsa_bits);
         let due = ring.due(now, &policy);
         ring.apply(&due, now, &policy, &mut make)?;
@@ -246,12 +282,20 @@ impl KeyService {
         Ok(true)
     }
 
-    fn make_key(&self, purpose: &str, alg: Algorithm, rsa_bits: u32) -> Result<NewKey, ServiceError> {
+    fn make_key(
+        &self,
+        purpose: &str,
+        alg: Algorithm,
+        rsa_bits: u32,
+    ) -> Result<NewKey, ServiceError> {
         let pkcs8 = generate(alg, rsa_bits)?;
         let key = SigningKey::from_pkcs8(alg, &pkcs8)?;
         let sealed = self.master.seal(purpose, key.kid(), &pkcs8)?;
         tracing::info!(purpose, kid = key.kid(), %alg, "key created");
-        Ok(NewKey { jwk: key.public_jwk().clone(), sealed })
+        Ok(NewKey {
+            jwk: key.public_jwk().clone(),
+            sealed,
+        })
     }
 }
 
@@ -261,7 +305,9 @@ fn log_step(purpose: &str, step: &Step, generation: u64) {
         Step::Promote { kid, at } => tracing::info!(purpose, kid, %at, generation, "key activated"),
         Step::Retire { kid, at } => tracing::info!(purpose, kid, %at, generation, "key retires"),
         Step::Revoke { kid, .. } => tracing::info!(purpose, kid, generation, "key revoked"),
-        Step::DestroyPrivate { kid } => tracing::info!(purpose, kid, generation, "private key destroyed"),
+        Step::DestroyPrivate { kid } => {
+            tracing::info!(purpose, kid, generation, "private key destroyed")
+        }
         Step::Remove { kid } => tracing::info!(purpose, kid, generation, "key expired"),
     }
 }
@@ -269,7 +315,11 @@ fn log_step(purpose: &str, step: &Step, generation: u64) {
 fn load_all(config: &Config, store: &dyn KeyStore) -> Result<Vec<Keyring>, StoreError> {
     let mut out = Vec::new();
     for purpose in config.purposes.keys() {
-        out.push(store.load(purpose)?.unwrap_or_else(|| Keyring::new(purpose)));
+        out.push(
+            store
+                .load(purpose)?
+                .unwrap_or_else(|| Keyring::new(purpose)),
+        );
     }
     Ok(out)
 }

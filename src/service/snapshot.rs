@@ -29,7 +29,10 @@ impl Rendered {
         struct Jwks<'a> {
             keys: Vec<&'a PublicJwk>,
         }
-        let body = serde_json::to_vec(&Jwks { keys: keys.collect() }).unwrap_or_default();
+        let body = serde_json::to_vec(&Jwks {
+            keys: keys.collect(),
+        })
+        .unwrap_or_default();
         let digest = ring::digest::digest(&ring::digest::SHA256, &body);
         Rendered {
             etag: format!("\"{}\"", b64(&digest.as_ref()[..18])),
@@ -109,11 +112,18 @@ impl Snapshot {
         let mut purposes = BTreeMap::new();
         let mut valid_until: Option<UnixTime> = None;
         for keyring in keyrings {
-            let typ = config.purposes.get(&keyring.purpose).map(|p| p.typ.as_str()).unwrap_or("JWT");
+            let typ = config
+                .purposes
+                .get(&keyring.purpose)
+                .map(|p| p.typ.as_str())
+                .unwrap_or("JWT");
             let mut signers = Vec::new();
             let mut verify = HashMap::new();
             for key in &keyring.keys {
-                for t in [Some(key.activates_at), key.retires_at, key.expires_at].into_iter().flatten() {
+                for t in [Some(key.activates_at), key.retires_at, key.expires_at]
+                    .into_iter()
+                    .flatten()
+                {
                     if t > now {
                         valid_until = Some(valid_until.map_or(t, |v| v.min(t)));
                     }
@@ -122,11 +132,20 @@ impl Snapshot {
                     continue;
                 }
                 if let Some(members) = key.jwk.members() {
-                    verify.insert(key.kid.clone(), VerifyKey { alg: key.alg, members, expires_at: key.expires_at });
+                    verify.insert(
+                        key.kid.clone(),
+                        VerifyKey {
+                            alg: key.alg,
+                            members,
+                            expires_at: key.expires_at,
+                        },
+                    );
                 }
                 let state = key.state_at(now);
                 if matches!(state, KeyState::Active | KeyState::Pending) && key.private.is_some() {
-                    let reused = previous.and_then(|p| p.purposes.get(&keyring.purpose)).and_then(|p| p.signers.iter().find(|s| s.key.kid() == key.kid));
+                    let reused = previous
+                        .and_then(|p| p.purposes.get(&keyring.purpose))
+                        .and_then(|p| p.signers.iter().find(|s| s.key.kid() == key.kid));
                     let parsed = match reused {
                         Some(s) => Arc::clone(&s.key),
                         None => Arc::new(open_key(master, &keyring.purpose, key)?),
@@ -140,20 +159,44 @@ impl Snapshot {
                 }
             }
             let jwks = Rendered::jwks(keyring.published(now).map(|k| &k.jwk));
-            purposes.insert(keyring.purpose.clone(), PurposeKeys { keyring, signers, verify, jwks });
+            purposes.insert(
+                keyring.purpose.clone(),
+                PurposeKeys {
+                    keyring,
+                    signers,
+                    verify,
+                    jwks,
+                },
+            );
         }
-        let jwks = Rendered::jwks(purposes.values().flat_map(|p| p.keyring.published(now).map(|k| &k.jwk)));
-        Ok(Snapshot { built_at: now, valid_until, purposes, jwks })
+        let jwks = Rendered::jwks(
+            purposes
+                .values()
+                .flat_map(|p| p.keyring.published(now).map(|k| &k.jwk)),
+        );
+        Ok(Snapshot {
+            built_at: now,
+            valid_until,
+            purposes,
+            jwks,
+        })
     }
 
     /// The generation of each keyring in this snapshot.
     pub fn generations(&self) -> BTreeMap<&str, u64> {
-        self.purposes.iter().map(|(p, k)| (p.as_str(), k.keyring.generation)).collect()
+        self.purposes
+            .iter()
+            .map(|(p, k)| (p.as_str(), k.keyring.generation))
+            .collect()
     }
 }
 
 /// Decrypts and parses a stored private key, checking it is the key its kid names.
-pub(crate) fn open_key(master: &MasterKeys, purpose: &str, key: &KeyRecord) -> Result<SigningKey, StoreError> {
+pub(crate) fn open_key(
+    master: &MasterKeys,
+    purpose: &str,
+    key: &KeyRecord,
+) -> Result<SigningKey, StoreError> {
     let sealed = key.private.as_ref().ok_or_else(|| StoreError::Decrypt {
         purpose: purpose.to_owned(),
         kid: key.kid.clone(),

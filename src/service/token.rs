@@ -109,15 +109,27 @@ impl KeyService {
             return Err(SignError::AlgNotConfigured {
                 purpose: req.purpose,
                 alg,
-                configured: purpose.algorithms.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
+                configured: purpose
+                    .algorithms
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
-        if let Some(c) = RESERVED_CLAIMS.iter().find(|c| req.claims.contains_key(**c)) {
+        if let Some(c) = RESERVED_CLAIMS
+            .iter()
+            .find(|c| req.claims.contains_key(**c))
+        {
             return Err(SignError::ReservedClaim((*c).to_owned()));
         }
         let ttl = req.ttl.unwrap_or(purpose.token_ttl);
         if ttl > purpose.token_ttl {
-            return Err(SignError::TtlTooLong { purpose: req.purpose, ttl: ttl.as_secs(), max: purpose.token_ttl.as_secs() });
+            return Err(SignError::TtlTooLong {
+                purpose: req.purpose,
+                ttl: ttl.as_secs(),
+                max: purpose.token_ttl.as_secs(),
+            });
         }
         if ttl.as_secs() == 0 {
             return Err(SignError::ZeroTtl);
@@ -127,8 +139,15 @@ impl KeyService {
         let signer = snap
             .purposes
             .get(&req.purpose)
-            .and_then(|p| p.signers.iter().find(|s| s.key.alg() == alg && s.signs_at(now)))
-            .ok_or_else(|| SignError::NoSigningKey { purpose: req.purpose.clone(), alg })?;
+            .and_then(|p| {
+                p.signers
+                    .iter()
+                    .find(|s| s.key.alg() == alg && s.signs_at(now))
+            })
+            .ok_or_else(|| SignError::NoSigningKey {
+                purpose: req.purpose.clone(),
+                alg,
+            })?;
         let exp = now.plus(ttl);
         let mut claims = req.claims;
         claims.insert("iss".into(), Value::from(config.issuer.as_str()));
@@ -138,7 +157,12 @@ impl KeyService {
         claims.insert("jti".into(), Value::from(new_jti()?));
         let body = serde_json::to_vec(&claims).map_err(|_| KeyError::Signing)?;
         let token = sign_compact(&signer.key, &signer.header_b64, &body)?;
-        Ok(SignedToken { token, kid: signer.key.kid().to_owned(), alg, expires_at: exp.0 })
+        Ok(SignedToken {
+            token,
+            kid: signer.key.kid().to_owned(),
+            alg,
+            expires_at: exp.0,
+        })
     }
 
     /// Verifies a token of `purpose` against that purpose's published keys at now.
@@ -147,7 +171,12 @@ impl KeyService {
         self.verify_at(purpose, token, now)
     }
 
-    fn verify_at(&self, purpose: &str, token: &str, now: UnixTime) -> Result<Verified, VerifyError> {
+    fn verify_at(
+        &self,
+        purpose: &str,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<Verified, VerifyError> {
         let config = self.config();
         let typ = config.purposes.get(purpose).map(|p| p.typ.as_str());
         let parsed = parse(token)?;
@@ -159,7 +188,13 @@ impl KeyService {
             .filter(|k| k.expires_at.is_none_or(|e| now < e))
             .ok_or_else(|| VerifyError::UnknownKid(parsed.kid.clone()))?;
         let kid = parsed.kid.clone();
-        let expect = Expectations { typ, issuer: Some(&config.issuer), audience: None, leeway: config.leeway, now };
+        let expect = Expectations {
+            typ,
+            issuer: Some(&config.issuer),
+            audience: None,
+            leeway: config.leeway,
+            now,
+        };
         let claims = parsed.verify(key.alg, &key.members, &expect)?;
         Ok(Verified { claims, kid })
     }
@@ -167,6 +202,8 @@ impl KeyService {
 
 fn new_jti() -> Result<String, KeyError> {
     let mut bytes = [0u8; 16];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| KeyError::Random)?;
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| KeyError::Random)?;
     Ok(b64(&bytes))
 }

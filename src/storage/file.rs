@@ -38,21 +38,36 @@ pub(super) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
         Ok(_) => Err(StoreError::Io {
             action: "use as the keys directory",
             path: dir.to_owned(),
-            source: std::io::Error::new(ErrorKind::AlreadyExists, "it exists and is not a directory"),
+            source: std::io::Error::new(
+                ErrorKind::AlreadyExists,
+                "it exists and is not a directory",
+            ),
         }),
         Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|source| StoreError::Io { action: "create the keys directory", path: dir.to_owned(), source }),
-        Err(source) => Err(StoreError::Io { action: "read the keys directory", path: dir.to_owned(), source }),
+            .map_err(|source| StoreError::Io {
+                action: "create the keys directory",
+                path: dir.to_owned(),
+                source,
+            }),
+        Err(source) => Err(StoreError::Io {
+            action: "read the keys directory",
+            path: dir.to_owned(),
+            source,
+        }),
     }
 }
 
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| StoreError::Io { action: "fsync", path: dir.to_owned(), source })
+        .map_err(|source| StoreError::Io {
+            action: "fsync",
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 impl FileStore {
@@ -60,10 +75,8 @@ impl FileStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
         let dir = dir.into();
         ensure_dir(&dir)?;
-        if let Ok(m) = fs::metadata(&dir) {
-            if m.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(dir = %dir.display(), "the keys directory is readable by other users; run chmod 700 on it");
-            }
+        if fs::metadata(&dir).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            tracing::warn!(dir = %dir.display(), "the keys directory is readable by other users; run chmod 700 on it");
         }
         Ok(FileStore { dir })
     }
@@ -82,31 +95,73 @@ impl FileStore {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Io { action: "read", path, source }),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
         };
-        let corrupt = |reason: String| StoreError::Corrupt { location: path.display().to_string(), reason };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            location: path.display().to_string(),
+            reason,
+        };
         let disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| {
-            let what = if e.is_eof() { "is truncated" } else { "is not a valid keyring" };
-            corrupt(format!("{what} (line {}, column {}: {e})", e.line(), e.column()))
+            let what = if e.is_eof() {
+                "is truncated"
+            } else {
+                "is not a valid keyring"
+            };
+            corrupt(format!(
+                "{what} (line {}, column {}: {e})",
+                e.line(),
+                e.column()
+            ))
         })?;
         if disk.format != FORMAT {
-            return Err(corrupt(format!("has format {}, this signet reads format {FORMAT}", disk.format)));
+            return Err(corrupt(format!(
+                "has format {}, this signet reads format {FORMAT}",
+                disk.format
+            )));
         }
         check_keyring(&disk.keyring, purpose).map_err(corrupt)?;
         Ok(Some(disk.keyring))
     }
 
     fn write(&self, keyring: &Keyring) -> Result<(), StoreError> {
-        fn io<'p>(action: &'static str, p: &'p Path) -> impl FnOnce(std::io::Error) -> StoreError + 'p {
-            move |source| StoreError::Io { action, path: p.to_owned(), source }
+        fn io<'p>(
+            action: &'static str,
+            p: &'p Path,
+        ) -> impl FnOnce(std::io::Error) -> StoreError + 'p {
+            move |source| StoreError::Io {
+                action,
+                path: p.to_owned(),
+                source,
+            }
         }
         let path = self.path(&keyring.purpose);
-        let tmp = self.dir.join(format!(".{}.json.tmp-{}", keyring.purpose, std::process::id()));
-        let body = serde_json::to_vec_pretty(&OnDisk { format: FORMAT, keyring: keyring.clone() })
-            .map_err(|e| StoreError::Corrupt { location: path.display().to_string(), reason: format!("cannot be encoded: {e}") })?;
+        let tmp = self.dir.join(format!(
+            ".{}.json.tmp-{}",
+            keyring.purpose,
+            std::process::id()
+        ));
+        let body = serde_json::to_vec_pretty(&OnDisk {
+            format: FORMAT,
+            keyring: keyring.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt {
+            location: path.display().to_string(),
+            reason: format!("cannot be encoded: {e}"),
+        })?;
         // A leftover from a writer killed mid-write is only ever a temporary file.
         let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io("create", &tmp))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
         f.write_all(&body).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         drop(f);
@@ -132,10 +187,22 @@ impl KeyStore for FileStore {
             .write(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|source| StoreError::Io { action: "open the lock file", path: path.clone(), source })?;
-        lock.lock().map_err(|source| StoreError::Io { action: "lock", path, source })?;
+            .map_err(|source| StoreError::Io {
+                action: "open the lock file",
+                path: path.clone(),
+                source,
+            })?;
+        lock.lock().map_err(|source| StoreError::Io {
+            action: "lock",
+            path,
+            source,
+        })?;
         let current = self.read(purpose)?;
-        Ok(Box::new(FileTxn { store: self, current, _lock: lock }))
+        Ok(Box::new(FileTxn {
+            store: self,
+            current,
+            _lock: lock,
+        }))
     }
 }
 

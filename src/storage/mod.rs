@@ -29,7 +29,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// A keyring is unreadable or fails its integrity checks. Nothing was overwritten.
-    #[error("{location} {reason}: signet left it untouched; restore it from a backup, or move it aside to start a new keyring for this purpose")]
+    #[error(
+        "{location} {reason}: signet left it untouched; restore it from a backup, or move it aside to start a new keyring for this purpose"
+    )]
     Corrupt {
         /// The file (or table row) at fault.
         location: String,
@@ -96,7 +98,10 @@ pub(crate) fn check_keyring(ring: &Keyring, purpose: &str) -> Result<(), String>
             ));
         }
         if key.jwk.alg != key.alg.as_str() {
-            return Err(format!("has key {} whose JWK alg differs from its alg", key.kid));
+            return Err(format!(
+                "has key {} whose JWK alg differs from its alg",
+                key.kid
+            ));
         }
     }
     Ok(())

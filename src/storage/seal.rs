@@ -86,20 +86,27 @@ impl MasterKeys {
         match fs::read_to_string(&path) {
             Ok(text) => {
                 let keys = MasterKeys::parse(text.trim()).map_err(|e| {
-                    master_err(format!("{} is unusable ({e}); restore it from a backup", path.display()))
+                    master_err(format!(
+                        "{} is unusable ({e}); restore it from a backup",
+                        path.display()
+                    ))
                 })?;
                 Ok((keys, MasterSource::File(path)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let has_keyrings = fs::read_dir(dir)
                     .map(|entries| {
-                        entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "json"))
+                        entries
+                            .flatten()
+                            .any(|e| e.path().extension().is_some_and(|x| x == "json"))
                     })
                     .unwrap_or(false);
                 if has_keyrings {
                     return Err(master_err(format!(
                         "{} holds keyrings but {} is missing and SIGNET_MASTER_KEYS is unset: set SIGNET_MASTER_KEYS to the key they were sealed with, or restore {}",
-                        dir.display(), path.display(), path.display()
+                        dir.display(),
+                        path.display(),
+                        path.display()
                     )));
                 }
                 let mut bytes = Zeroizing::new([0u8; 32]);
@@ -108,14 +115,32 @@ impl MasterKeys {
                     .map_err(|_| master_err("the system random number generator failed"))?;
                 let text = Zeroizing::new(STANDARD.encode(&bytes[..]));
                 super::file::ensure_dir(dir)?;
-                let io = |source| StoreError::Io { action: "create", path: path.clone(), source };
-                let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+                let io = |source| StoreError::Io {
+                    action: "create",
+                    path: path.clone(),
+                    source,
+                };
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io)?;
                 f.write_all(text.as_bytes()).map_err(io)?;
                 f.sync_all().map_err(io)?;
                 super::file::sync_dir(dir)?;
-                Ok((MasterKeys { keys: vec![MasterKey::new(&bytes[..])?] }, MasterSource::Created(path)))
+                Ok((
+                    MasterKeys {
+                        keys: vec![MasterKey::new(&bytes[..])?],
+                    },
+                    MasterSource::Created(path),
+                ))
             }
-            Err(source) => Err(StoreError::Io { action: "read", path, source }),
+            Err(source) => Err(StoreError::Io {
+                action: "read",
+                path,
+                source,
+            }),
         }
     }
 
@@ -126,7 +151,10 @@ impl MasterKeys {
 
     /// Encrypts a private key for `purpose`/`kid` under the newest master key.
     pub fn seal(&self, purpose: &str, kid: &str, pkcs8: &Pkcs8) -> Result<SealedKey, StoreError> {
-        let master = self.keys.first().ok_or_else(|| master_err("no master key configured"))?;
+        let master = self
+            .keys
+            .first()
+            .ok_or_else(|| master_err("no master key configured"))?;
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
@@ -148,7 +176,11 @@ impl MasterKeys {
 
     /// Decrypts a private key sealed for `purpose`/`kid`.
     pub fn open(&self, purpose: &str, kid: &str, sealed: &SealedKey) -> Result<Pkcs8, StoreError> {
-        let fail = |reason: String| StoreError::Decrypt { purpose: purpose.to_owned(), kid: kid.to_owned(), reason };
+        let fail = |reason: String| StoreError::Decrypt {
+            purpose: purpose.to_owned(),
+            kid: kid.to_owned(),
+            reason,
+        };
         let master = self.keys.iter().find(|k| k.id == sealed.master).ok_or_else(|| {
             fail(format!(
                 "it was sealed with master key {}, which is not configured (configured: {}); add that key to SIGNET_MASTER_KEYS",
@@ -159,13 +191,22 @@ impl MasterKeys {
         let nonce = b64_decode(&sealed.nonce)
             .and_then(|n| <[u8; NONCE_LEN]>::try_from(n).ok())
             .ok_or_else(|| fail("its nonce is malformed: the keyring was altered".into()))?;
-        let mut buf = Zeroizing::new(
-            b64_decode(&sealed.ciphertext).ok_or_else(|| fail("its ciphertext is not base64url: the keyring was altered".into()))?,
-        );
+        let mut buf = Zeroizing::new(b64_decode(&sealed.ciphertext).ok_or_else(|| {
+            fail("its ciphertext is not base64url: the keyring was altered".into())
+        })?);
         let plain = master
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad(purpose, kid)), &mut buf)
-            .map_err(|_| fail("authentication failed: the ciphertext was altered, or moved from another key".into()))?;
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(purpose, kid)),
+                &mut buf,
+            )
+            .map_err(|_| {
+                fail(
+                    "authentication failed: the ciphertext was altered, or moved from another key"
+                        .into(),
+                )
+            })?;
         Ok(Pkcs8::from_der(Zeroizing::new(plain.to_vec())))
     }
 }
@@ -177,8 +218,12 @@ impl MasterKey {
         let digest = ring::digest::digest(&ring::digest::SHA256, &input);
         zeroize::Zeroize::zeroize(&mut input);
         let id = b64(&digest.as_ref()[..9]);
-        let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| master_err("a master key must be 32 bytes"))?;
-        Ok(MasterKey { id, key: LessSafeKey::new(key) })
+        let key = UnboundKey::new(&AES_256_GCM, bytes)
+            .map_err(|_| master_err("a master key must be 32 bytes"))?;
+        Ok(MasterKey {
+            id,
+            key: LessSafeKey::new(key),
+        })
     }
 }
 

@@ -1,0 +1,215 @@
+//! The command line, end to end: sign, verify, rotate, revoke, exit codes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use signet::clock::{Clock, ManualClock, SystemClock};
+use signet::config::{Config, Sources};
+use signet::service::SignRequest;
+
+use crate::common::{Home, code};
+
+const ED: &str = "[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n";
+
+fn sign(home: &Home, purpose: &str) -> String {
+    home.ok(&[
+        "token",
+        "sign",
+        "--purpose",
+        purpose,
+        "--claims",
+        r#"{"sub":"user-1","aud":"api"}"#,
+    ])
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn a_signed_token_verifies_and_survives_rotation_until_it_expires() {
+    let home = Home::new(ED);
+    let token = sign(&home, "access_token");
+    let claims: serde_json::Value =
+        serde_json::from_str(&home.ok(&["token", "verify", "--purpose", "access_token", &token]))
+            .unwrap();
+    assert_eq!(claims["sub"], "user-1");
+    assert_eq!(claims["iss"], "http://127.0.0.1:8080");
+    let exp = claims["exp"].as_u64().unwrap();
+    assert_eq!(
+        exp - claims["iat"].as_u64().unwrap(),
+        600,
+        "the purpose's token_ttl"
+    );
+
+    // A manual rotation right after bootstrap is refused (the pending key is too young) ...
+    let (status, err) = code(&home.run(&["keys", "rotate", "access_token"]));
+    assert_eq!(status, 1, "{err}");
+    assert!(err.contains("--force"), "{err}");
+    // ... and forced, it happens; the old token keeps verifying.
+    home.ok(&["keys", "rotate", "access_token", "--force"]);
+    home.ok(&["keys", "rotate", "access_token", "--force"]);
+    home.ok(&["token", "verify", "--purpose", "access_token", &token]);
+    let newer = sign(&home, "access_token");
+    assert_ne!(kid_of(&newer), kid_of(&token));
+    home.ok(&["token", "verify", "--purpose", "access_token", &newer]);
+}
+
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&signet::keys::jwk::b64_decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn bad_tokens_exit_1_with_the_reason() {
+    let home = Home::new(ED);
+    // An expired token: the keyring is bootstrapped and the token signed
+    // through the library with a clock 20 minutes back.
+    let expired = sign_in_the_past(&home, Duration::from_secs(20 * 60));
+    let token = sign(&home, "access_token");
+    let magic = sign(&home, "magic_link");
+
+    // One bit flipped in the signature.
+    let mut bytes = token.clone().into_bytes();
+    let i = bytes.len() - 5;
+    bytes[i] ^= 0x01;
+    let flipped = String::from_utf8(bytes).unwrap();
+    let (status, err) =
+        code(&home.run(&["token", "verify", "--purpose", "access_token", &flipped]));
+    assert_eq!(status, 1);
+    assert!(
+        err.contains("bad signature") || err.contains("malformed"),
+        "{err}"
+    );
+
+    // A token of another purpose.
+    let (status, err) = code(&home.run(&["token", "verify", "--purpose", "access_token", &magic]));
+    assert_eq!(status, 1);
+    assert!(err.contains("unknown key id"), "{err}");
+
+    let (status, err) =
+        code(&home.run(&["token", "verify", "--purpose", "access_token", &expired]));
+    assert_eq!(status, 1);
+    assert!(err.contains("expired"), "{err}");
+
+    // Garbage and an unknown purpose.
+    assert_eq!(
+        code(&home.run(&["token", "verify", "--purpose", "access_token", "not.a.jwt"])).0,
+        1
+    );
+    assert_eq!(
+        code(&home.run(&["token", "verify", "--purpose", "nope", &token])).0,
+        2
+    );
+}
+
+fn sign_in_the_past(home: &Home, ago: Duration) -> String {
+    let real = SystemClock.now();
+    let clock = ManualClock::new(signet::clock::UnixTime(real.0 - ago.as_secs()));
+    let env = |k: &str| (k == "SIGNET_MASTER_KEYS").then(|| home.master.clone());
+    let config = Config::load(
+        &Sources {
+            file: Some(&home.config()),
+            env: &env,
+        },
+        clock.now(),
+    )
+    .unwrap();
+    let service = signet::cli::open(config, &env, Arc::new(clock)).unwrap();
+    service.tick().unwrap();
+    service
+        .sign(SignRequest {
+            purpose: "access_token".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .token
+}
+
+#[test]
+fn signing_requests_are_checked() {
+    let home = Home::new(ED);
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["--claims", r#"{"exp": 1}"#],
+            1,
+            "\"exp\" is set by signet",
+        ),
+        (
+            &["--claims", r#"{"iss": "me"}"#],
+            1,
+            "\"iss\" is set by signet",
+        ),
+        (&["--ttl", "11m"], 1, "exceeds the token_ttl"),
+        (&["--ttl", "soon"], 2, "--ttl"),
+        (&["--claims", "[1]"], 2, "JSON object"),
+        (&["--alg", "HS256"], 2, "unsupported algorithm"),
+        (&["--alg", "ES256"], 2, "not configured"),
+    ];
+    for (extra, want, needle) in cases {
+        let mut args = vec!["token", "sign", "--purpose", "access_token"];
+        args.extend_from_slice(extra);
+        let (status, err) = code(&home.run(&args));
+        assert_eq!(status, *want, "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+    let (status, err) = code(&home.run(&["token", "sign", "--purpose", "nope"]));
+    assert_eq!(
+        (status, err.contains("unknown purpose")),
+        (2, true),
+        "{err}"
+    );
+    assert_eq!(
+        code(&home.run(&["keys", "frobnicate"])).0,
+        2,
+        "clap usage errors exit 2"
+    );
+}
+
+#[test]
+fn revoking_the_active_key_promotes_the_pending_one() {
+    let home = Home::new(ED);
+    let token = sign(&home, "access_token");
+    let kid = kid_of(&token);
+    home.ok(&["keys", "revoke", &kid]);
+    let (status, err) = code(&home.run(&["token", "verify", "--purpose", "access_token", &token]));
+    assert_eq!((status, err.contains("unknown key id")), (1, true), "{err}");
+    let list: serde_json::Value =
+        serde_json::from_str(&home.ok(&["keys", "list", "--json"])).unwrap();
+    let states: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["purpose"] == "access_token")
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().into(),
+                k["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(kid.clone(), "revoked".into())),
+        "{states:?}"
+    );
+    assert_eq!(states.iter().filter(|(_, s)| s == "active").count(), 1);
+    assert_eq!(states.iter().filter(|(_, s)| s == "pending").count(), 1);
+    let newer = sign(&home, "access_token");
+    assert_ne!(kid_of(&newer), kid);
+    let (status, _) = code(&home.run(&["keys", "revoke", &kid]));
+    assert_eq!(status, 1, "revoking twice is refused");
+    assert_eq!(code(&home.run(&["keys", "revoke", "no-such-kid"])).0, 1);
+}
+
+#[test]
+fn config_check_prints_the_effective_config_without_secrets() {
+    let home = Home::new("[jwks]\nmax_age = \"2m\"\n");
+    let out = home.ok(&["config", "check"]);
+    assert!(out.contains("max_age = \"2m\""), "{out}");
+    assert!(out.contains("SIGNET_MASTER_KEYS (set, redacted)"), "{out}");
+    assert!(!out.contains(&home.master), "the master key leaked");
+    let home = Home::new("[jwks]\nmax_age = \"forever\"\n");
+    let (status, err) = code(&home.run(&["config", "check"]));
+    assert_eq!(status, 2);
+    assert!(err.contains("jwks.max_age"), "{err}");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per area.
+#![allow(unreachable_pub, missing_docs)] // a test binary has no API
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod cli;
+mod common;
+mod rfc;
+mod store;

@@ -1,0 +1,207 @@
+//! The encrypted file store, through the CLI and the library.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use signet::keys::jwk::b64;
+use signet::storage::seal::MasterKeys;
+use signet::storage::{FileStore, KeyStore};
+
+use crate::common::{Home, OTHER_MASTER, code, snapshot_dir};
+
+const CONFIG: &str = "[purposes.access_token]\nalgorithms = [\"EdDSA\", \"ES256\"]\n";
+
+fn bootstrapped() -> Home {
+    let home = Home::new(CONFIG);
+    home.ok(&["token", "sign", "--purpose", "access_token"]);
+    home
+}
+
+#[test]
+fn keyrings_reload_unchanged_with_owner_only_permissions() {
+    let home = bootstrapped();
+    let store = FileStore::open(home.keys()).unwrap();
+    let first = store.load("access_token").unwrap().unwrap();
+    assert_eq!(
+        first.keys.len(),
+        4,
+        "an active and a pending key per algorithm"
+    );
+    let again = FileStore::open(home.keys())
+        .unwrap()
+        .load("access_token")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, again);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&home.keys()), 0o700);
+    for (path, _) in snapshot_dir(&home.keys()) {
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
+
+#[test]
+fn no_private_key_bytes_in_plaintext() {
+    let home = bootstrapped();
+    let store = FileStore::open(home.keys()).unwrap();
+    let master = MasterKeys::parse(&home.master).unwrap();
+    let files = snapshot_dir(&home.keys());
+    let mut checked = 0;
+    for purpose in [
+        "access_token",
+        "refresh_token",
+        "magic_link",
+        "reset_password_link",
+    ] {
+        for key in store.load(purpose).unwrap().unwrap().keys {
+            let pkcs8 = master
+                .open(purpose, &key.kid, key.private.as_ref().unwrap())
+                .unwrap();
+            let der = pkcs8.expose_der();
+            let encodings = [
+                b64(der).into_bytes(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(der)
+                    .into_bytes(),
+            ];
+            for (path, bytes) in &files {
+                // Any 16-byte window of the DER, raw, or the whole DER encoded.
+                for window in der.windows(16).step_by(8) {
+                    assert!(
+                        !contains(bytes, window),
+                        "private bytes in {}",
+                        path.display()
+                    );
+                }
+                for enc in &encodings {
+                    assert!(
+                        !contains(bytes, &enc[..24]),
+                        "encoded private key in {}",
+                        path.display()
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8);
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Runs the commands that read and write the keyring; each must fail with
+/// exit 2 and a message containing `needle`, and leave every file as it was.
+fn refused_and_untouched(home: &Home, needle: &str) {
+    let before = snapshot_dir(&home.keys());
+    for args in [
+        &["token", "sign", "--purpose", "access_token"][..],
+        &["keys", "rotate", "access_token", "--force"],
+        &["keys", "list"],
+    ] {
+        let (status, err) = code(&home.run(args));
+        assert_eq!(status, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+    }
+    assert_eq!(snapshot_dir(&home.keys()), before, "a file was modified");
+}
+
+#[test]
+fn a_flipped_ciphertext_byte_is_reported_and_nothing_is_written() {
+    let home = bootstrapped();
+    let path = home.keys().join("access_token.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text.find("\"ciphertext\": \"").unwrap() + 20;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&path, bytes).unwrap();
+    refused_and_untouched(&home, "authentication failed");
+}
+
+#[test]
+fn a_wrong_master_key_is_reported_and_nothing_is_written() {
+    let mut home = bootstrapped();
+    home.master = OTHER_MASTER.into();
+    refused_and_untouched(&home, "not configured");
+}
+
+#[test]
+fn a_truncated_keyring_is_reported_and_nothing_is_written() {
+    let home = bootstrapped();
+    let path = home.keys().join("access_token.json");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    refused_and_untouched(&home, "access_token.json is truncated");
+}
+
+#[test]
+fn a_key_altered_by_hand_is_reported() {
+    let home = bootstrapped();
+    let path = home.keys().join("refresh_token.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text.find("\"x\": \"").unwrap() + 6;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&path, bytes).unwrap();
+    let (status, err) = code(&home.run(&["keys", "list"]));
+    assert_eq!(status, 2);
+    assert!(err.contains("does not match its kid"), "{err}");
+}
+
+#[test]
+fn reencrypt_moves_every_key_to_the_newest_master_key() {
+    let mut home = bootstrapped();
+    let old = home.master.clone();
+    home.master = format!("{OTHER_MASTER},{old}");
+    let out = home.ok(&["keys", "reencrypt"]);
+    assert!(out.contains("re-encrypted 10 private key(s)"), "{out}");
+    home.master = OTHER_MASTER.into();
+    home.ok(&["token", "sign", "--purpose", "access_token"]);
+    home.master = old;
+    assert_eq!(
+        code(&home.run(&["keys", "list"])).0,
+        2,
+        "the old key alone no longer opens them"
+    );
+}
+
+#[test]
+fn a_writer_killed_mid_rotation_never_leaves_an_unreadable_keyring() {
+    let home = bootstrapped();
+    let store = FileStore::open(home.keys()).unwrap();
+    for round in 0..24u64 {
+        let mut child = home
+            .cmd(&["keys", "rotate", "--force"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill at a different point of each run: fault injection, not a wait for time to pass.
+        std::thread::sleep(Duration::from_micros(round * 700));
+        let _ = child.kill();
+        let _ = child.wait();
+        for purpose in [
+            "access_token",
+            "refresh_token",
+            "magic_link",
+            "reset_password_link",
+        ] {
+            let ring = store
+                .load(purpose)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"))
+                .unwrap();
+            assert!(!ring.keys.is_empty());
+        }
+        home.ok(&[
+            "token",
+            "verify",
+            "--purpose",
+            "access_token",
+            home.ok(&["token", "sign", "--purpose", "access_token"])
+                .trim(),
+        ]);
+    }
+}
