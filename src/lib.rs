@@ -14,7 +14,11 @@
 //! - `config` (feature `server`): defaults < `signet.toml` < `SIGNET_*` < flags, checked against the lifecycle rules.
 //! - `storage` (feature `server`): the [`storage::KeyStore`] trait, the encrypted file store, master keys.
 //! - `service` (feature `server`): keyrings plus store plus clock: ticks, rotation, signing, verification.
-//! - `cli` (feature `server`): the `signet` command line.
+//! - `http` (feature `server`): the public and admin routers, bearer auth, problem+json errors.
+//! - `metrics` (feature `server`): Prometheus counters held by handle, gauges computed at scrape.
+//! - `scheduler` (feature `server`): cron jobs per purpose and the periodic check; both only apply what `keys` says is due.
+//! - `server` (feature `server`): `run(listeners, state, shutdown)`: both listeners plus the scheduler.
+//! - `cli` (feature `server`): the `signet` command line; `main.rs` only calls it.
 
 pub mod clock;
 pub mod crypto_provider;
@@ -24,6 +28,14 @@ pub mod keys;
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod scheduler;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "server")]
 pub mod service;
 #[cfg(feature = "server")]

@@ -5,4 +5,5 @@
 mod cli;
 mod common;
 mod rfc;
+mod server;
 mod store;

@@ -5,6 +5,7 @@
 //! 1 invalid token or refused operation, 2 usage, configuration or storage error.
 
 mod keys;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the server: public and admin listeners, and the rotation scheduler.
+    Serve(ServeArgs),
     /// Inspect and change keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -103,6 +106,29 @@ pub struct SignArgs {
     pub alg: Option<String>,
 }
 
+/// `signet serve` arguments.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Public listener address (overrides server.public_addr).
+    #[arg(long, value_name = "ADDR")]
+    pub public_addr: Option<std::net::SocketAddr>,
+    /// Admin listener address (overrides server.admin_addr).
+    #[arg(long, value_name = "ADDR")]
+    pub admin_addr: Option<std::net::SocketAddr>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `signet config ...`
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
@@ -166,7 +192,10 @@ impl From<SignError> for CliError {
 /// Parses the process arguments, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    match &cli.command {
+        Command::Serve(args) => init_logging("info,tokio_cron_scheduler=warn", args.log_format),
+        _ => init_logging("warn", LogFormat::Text),
+    }
     match run(cli, &|k| std::env::var(k).ok()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -176,19 +205,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr; `RUST_LOG` overrides the default level.
+fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Runs a parsed command; `env` reads environment variables.
 pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let config = Config::load(
+    let mut config = Config::load(
         &Sources {
             file: cli.config.as_deref(),
             env,
@@ -196,6 +231,11 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
         clock.now(),
     )?;
     match cli.command {
+        Command::Serve(args) => {
+            config.server.public_addr = args.public_addr.unwrap_or(config.server.public_addr);
+            config.server.admin_addr = args.admin_addr.unwrap_or(config.server.admin_addr);
+            serve::run(open(config, env, clock)?, env)
+        }
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.to_toml());
             let master = if env("SIGNET_MASTER_KEYS").is_some() {

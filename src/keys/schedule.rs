@@ -40,6 +40,9 @@ impl Schedule {
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Required)
+            // Day-of-month and day-of-week must both match, as in tokio-cron-scheduler,
+            // so the lifecycle core and the scheduler agree on every boundary.
+            .dom_and_dow(true)
             .build()
             .parse(expr)
             .map_err(|e| err(e.to_string()))?;

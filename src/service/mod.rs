@@ -134,10 +134,15 @@ impl KeyService {
     pub fn tick(&self) -> Result<bool, ServiceError> {
         let mut changed = false;
         for purpose in self.config.purposes.keys() {
-            changed |= self.change(purpose, |_, _, _| Ok(Plan::default()))?;
+            changed |= self.tick_purpose(purpose)?;
         }
         self.refresh()?;
         Ok(changed)
+    }
+
+    /// [`tick`](Self::tick) for one purpose, without refreshing the snapshot.
+    pub fn tick_purpose(&self, purpose: &str) -> Result<bool, ServiceError> {
+        self.change(purpose, |_, _, _| Ok(Plan::default()))
     }
 
     /// Rebuilds the snapshot if the store changed (another process wrote) or

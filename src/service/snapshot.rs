@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::http::HeaderValue;
 use serde::Serialize;
 
 use crate::clock::UnixTime;
@@ -17,10 +19,10 @@ use crate::storage::seal::MasterKeys;
 /// A JSON body rendered once, with its strong ETag.
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    /// The bytes served.
-    pub body: Arc<[u8]>,
+    /// The bytes served (cloning shares them).
+    pub body: Bytes,
     /// A strong ETag (quoted), derived from the body.
-    pub etag: String,
+    pub etag: HeaderValue,
 }
 
 impl Rendered {
@@ -34,9 +36,11 @@ impl Rendered {
         })
         .unwrap_or_default();
         let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        let etag = format!("\"{}\"", b64(&digest.as_ref()[..18]));
         Rendered {
-            etag: format!("\"{}\"", b64(&digest.as_ref()[..18])),
-            body: body.into(),
+            // base64url and quotes are always valid header bytes.
+            etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            body: Bytes::from(body),
         }
     }
 }

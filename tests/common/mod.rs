@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+pub mod server;
+
 /// A fixed, test-only master key (32 bytes of 0x07, base64).
 pub const MASTER: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 /// Another master key, for the wrong-key and re-encryption tests.

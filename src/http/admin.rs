@@ -1,0 +1,178 @@
+//! Admin routes: `signer` tokens sign and verify; `admin` tokens also manage keys.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::error::JsonBody;
+use super::{ApiError, AppState, Role};
+use crate::config::parse_duration;
+use crate::keys::Algorithm;
+use crate::service::{KeyInfo, SignRequest, SignedToken, Verified};
+
+/// Request bodies larger than this are refused with 413.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+pub(super) fn routes(state: AppState) -> Router<AppState> {
+    let signer = Router::new()
+        .route("/v1/tokens", post(sign))
+        .route("/v1/verify", post(verify))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_signer,
+        ));
+    let admin = Router::new()
+        .route("/v1/keys", get(list))
+        .route("/v1/keys/{purpose}/rotate", post(rotate))
+        .route("/v1/keys/{kid}/revoke", post(revoke))
+        .route_layer(middleware::from_fn_with_state(state, require_admin));
+    signer.merge(admin).layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+fn authorize(state: &AppState, req: &Request, needed: Role) -> Result<(), ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or(ApiError::Unauthorized)?;
+    let (name, role) = state
+        .tokens
+        .authenticate(presented.trim())
+        .ok_or(ApiError::Unauthorized)?;
+    if needed == Role::Admin && role != Role::Admin {
+        tracing::warn!(token = name, "a signer token called an admin route");
+        return Err(ApiError::Forbidden);
+    }
+    Ok(())
+}
+
+async fn require_signer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match authorize(&state, &req, Role::Signer) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match authorize(&state, &req, Role::Admin) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A lifetime: `"5m"` or a number of seconds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Ttl {
+    Seconds(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    purpose: String,
+    #[serde(default)]
+    claims: Map<String, Value>,
+    ttl: Option<Ttl>,
+    alg: Option<String>,
+}
+
+async fn sign(
+    State(state): State<AppState>,
+    body: JsonBody<SignBody>,
+) -> Result<Json<SignedToken>, ApiError> {
+    let Json(body) = body?;
+    let invalid = |msg: String| ApiError::Invalid(StatusCode::UNPROCESSABLE_ENTITY, msg);
+    let ttl = match body.ttl {
+        None => None,
+        Some(Ttl::Seconds(s)) => Some(Duration::from_secs(s)),
+        Some(Ttl::Text(t)) => Some(parse_duration("ttl", &t).map_err(|e| invalid(e.to_string()))?),
+    };
+    let alg = body
+        .alg
+        .map(|a| a.parse::<Algorithm>())
+        .transpose()
+        .map_err(|e| invalid(format!("alg: {e}")))?;
+    let purpose = body.purpose.clone();
+    let signed = state.service.sign(SignRequest {
+        purpose: body.purpose,
+        claims: body.claims,
+        ttl,
+        alg,
+    })?;
+    state.metrics.signed(&purpose, signed.alg);
+    Ok(Json(signed))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    purpose: String,
+    token: String,
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    body: JsonBody<VerifyBody>,
+) -> Result<Json<Verified>, ApiError> {
+    let Json(body) = body?;
+    if !state.service.config().purposes.contains_key(&body.purpose) {
+        return Err(ApiError::Invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown purpose {:?}", body.purpose),
+        ));
+    }
+    let result = state.service.verify(&body.purpose, &body.token);
+    state.metrics.verified(&body.purpose, result.is_ok());
+    result.map(Json).map_err(ApiError::InvalidToken)
+}
+
+async fn list(State(state): State<AppState>) -> Json<Vec<KeyInfo>> {
+    Json(state.service.keys_of(None))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn rotate(
+    State(state): State<AppState>,
+    Path(purpose): Path<String>,
+    body: Option<Json<RotateBody>>,
+) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    let force = body.map(|Json(b)| b.force).unwrap_or_default();
+    let service = state.service.clone();
+    let p = purpose.clone();
+    // Key generation (RSA above all) runs on the blocking pool.
+    let result = tokio::task::spawn_blocking(move || service.rotate(Some(&p), force))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.metrics.rotation(&purpose, result.is_ok());
+    Ok(Json(result?))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path(kid): Path<String>,
+) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    let service = state.service.clone();
+    let result = tokio::task::spawn_blocking(move || service.revoke(&kid))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(result?))
+}

@@ -1,0 +1,164 @@
+//! Every error the HTTP API answers, mapped to `application/problem+json`
+//! (RFC 9457) in one place. Clients get a stable `type` and a safe `detail`;
+//! internal causes go to the log only.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::keys::token::VerifyError;
+use crate::service::{ServiceError, SignError};
+
+/// An API error.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The request is malformed or names something that does not exist in it.
+    Invalid(StatusCode, String),
+    /// Missing or wrong bearer token.
+    Unauthorized,
+    /// The token's role may not call this route.
+    Forbidden,
+    /// No such purpose or key.
+    NotFound(String),
+    /// The lifecycle rules refuse the operation.
+    Refused(String),
+    /// The token does not verify.
+    InvalidToken(VerifyError),
+    /// Not ready to sign.
+    Unavailable(String),
+    /// A failure on our side; the cause is logged, not sent.
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, &str) {
+        match self {
+            ApiError::Invalid(s, d) => (
+                *s,
+                "urn:signet:problem:invalid-request",
+                "Invalid request",
+                d,
+            ),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "urn:signet:problem:unauthorized",
+                "Unauthorized",
+                "send Authorization: Bearer <token> with a configured admin token",
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "urn:signet:problem:forbidden",
+                "Forbidden",
+                "this token's role may not call this route; key management needs the admin role",
+            ),
+            ApiError::NotFound(d) => (
+                StatusCode::NOT_FOUND,
+                "urn:signet:problem:not-found",
+                "Not found",
+                d,
+            ),
+            ApiError::Refused(d) => (
+                StatusCode::CONFLICT,
+                "urn:signet:problem:refused",
+                "Refused",
+                d,
+            ),
+            ApiError::InvalidToken(_) => (
+                StatusCode::UNAUTHORIZED,
+                "urn:signet:problem:invalid-token",
+                "Invalid token",
+                "",
+            ),
+            ApiError::Unavailable(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "urn:signet:problem:unavailable",
+                "Unavailable",
+                d,
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "urn:signet:problem:internal",
+                "Internal error",
+                "an internal error occurred; the server log has the cause",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let detail_owned;
+        let (status, type_, title, mut detail) = self.parts();
+        if let ApiError::InvalidToken(e) = &self {
+            detail_owned = e.to_string();
+            detail = &detail_owned;
+        }
+        let body = serde_json::to_vec(&Problem {
+            type_,
+            title,
+            status: status.as_u16(),
+            detail,
+        })
+        .unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            let value = if matches!(self, ApiError::InvalidToken(_)) {
+                "Bearer error=\"invalid_token\""
+            } else {
+                "Bearer realm=\"signet\""
+            };
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        ApiError::Invalid(r.status(), r.body_text())
+    }
+}
+
+impl From<SignError> for ApiError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::NoSigningKey { .. } => ApiError::Unavailable(e.to_string()),
+            SignError::Key(e) => ApiError::Internal(e.to_string()),
+            other => ApiError::Invalid(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Refused(r) => ApiError::Refused(r.to_string()),
+            ServiceError::UnknownKid(_) | ServiceError::UnknownPurpose(..) => {
+                ApiError::NotFound(e.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A JSON body, with rejections as problem+json.
+pub(crate) type JsonBody<T> = Result<Json<T>, JsonRejection>;

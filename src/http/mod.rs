@@ -1,0 +1,106 @@
+//! The HTTP API: a public router (JWKS, discovery, health, metrics) and an
+//! admin router (signing and key management, bearer tokens required).
+//!
+//! Both are plain values built from an [`AppState`], so tests drive them with
+//! `tower::ServiceExt::oneshot` or serve them on `127.0.0.1:0`.
+
+mod admin;
+pub mod auth;
+mod error;
+mod public;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+
+pub use auth::{AdminTokens, Role};
+pub use error::ApiError;
+
+use crate::metrics::Metrics;
+use crate::service::KeyService;
+
+/// What every handler reads. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared parts of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// Keyrings, signing and verification.
+    pub service: Arc<KeyService>,
+    /// Admin API tokens.
+    pub tokens: AdminTokens,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    discovery: Bytes,
+    cache_control: HeaderValue,
+}
+
+impl AppState {
+    /// Builds the state; renders the discovery document once.
+    pub fn new(service: Arc<KeyService>, tokens: AdminTokens) -> AppState {
+        let config = service.config();
+        let metrics = Metrics::new(config);
+        let discovery = Bytes::from(public::discovery_document(config));
+        let cache_control = HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.jwks.max_age.as_secs()
+        ))
+        .unwrap_or(HeaderValue::from_static("public, max-age=300"));
+        AppState(Arc::new(Inner {
+            service,
+            tokens,
+            metrics,
+            discovery,
+            cache_control,
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The public router: JWKS, per-purpose JWKS, discovery, health and metrics.
+pub fn public_router(state: AppState) -> Router {
+    public::routes()
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The admin router: signing, verification and key management.
+pub fn admin_router(state: AppState) -> Router {
+    admin::routes(state.clone())
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(State(state): State<AppState>) -> ApiError {
+    state.metrics.request(None, 404);
+    ApiError::NotFound("no such route".into())
+}
+
+/// Counts and logs (at debug) each request once. Never logs headers.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let started = tokio::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    state.metrics.request(route.as_deref(), status);
+    tracing::debug!(%method, route = route.as_deref().unwrap_or("-"), status, elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}

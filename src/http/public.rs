@@ -1,0 +1,142 @@
+//! Public routes: no authentication, no secrets.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::config::Config;
+use crate::service::Rendered;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/jwks/{purpose}", get(jwks_of))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// The OIDC discovery document (config-determined, rendered once).
+pub(super) fn discovery_document(config: &Config) -> Vec<u8> {
+    let mut algs: Vec<&str> = config
+        .purposes
+        .values()
+        .flat_map(|p| p.algorithms.iter().map(|a| a.as_str()))
+        .collect();
+    algs.sort_unstable();
+    algs.dedup();
+    let purposes: serde_json::Map<String, serde_json::Value> = config
+        .purposes
+        .iter()
+        .map(|(name, p)| {
+            let algorithms: Vec<&str> = p.algorithms.iter().map(|a| a.as_str()).collect();
+            (name.clone(), json!({ "jwks_uri": format!("{}/.well-known/jwks/{name}.json", config.issuer), "typ": p.typ, "algorithms": algorithms }))
+        })
+        .collect();
+    let doc = json!({
+        "issuer": config.issuer,
+        "jwks_uri": format!("{}/.well-known/jwks.json", config.issuer),
+        "id_token_signing_alg_values_supported": algs,
+        "signet_purposes": purposes,
+    });
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+/// Serves a pre-rendered JWKS: no serialisation, no lock, 304 on a matching ETag.
+fn serve(state: &AppState, rendered: &Rendered, headers: &HeaderMap) -> Response {
+    let fresh = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| {
+            tag == "*" || tag.trim_start_matches("W/").as_bytes() == rendered.etag.as_bytes()
+        });
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        rendered.body.clone().into_response()
+    };
+    let h = response.headers_mut();
+    if !fresh {
+        h.insert(header::CONTENT_TYPE, JSON);
+    }
+    h.insert(header::CACHE_CONTROL, state.cache_control.clone());
+    h.insert(header::ETAG, rendered.etag.clone());
+    response
+}
+
+async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snap = state.service.snapshot();
+    serve(&state, &snap.jwks, &headers)
+}
+
+async fn jwks_of(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let snap = state.service.snapshot();
+    match file
+        .strip_suffix(".json")
+        .and_then(|p| snap.purposes.get(p))
+    {
+        Some(keys) => serve(&state, &keys.jwks, &headers),
+        None => ApiError::NotFound(format!(
+            "no purpose {file:?}: use /.well-known/jwks/<purpose>.json"
+        ))
+        .into_response(),
+    }
+}
+
+async fn discovery(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, JSON)], state.discovery.clone()).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let now = state.service.now();
+    let snap = state.service.snapshot();
+    let missing: Vec<String> = state
+        .service
+        .config()
+        .purposes
+        .iter()
+        .flat_map(|(name, p)| p.algorithms.iter().map(move |a| (name, *a)))
+        .filter(|(name, alg)| {
+            !snap.purposes.get(name.as_str()).is_some_and(|k| {
+                k.signers
+                    .iter()
+                    .any(|s| s.key.alg() == *alg && s.signs_at(now))
+            })
+        })
+        .map(|(name, alg)| format!("{name}/{alg}"))
+        .collect();
+    if missing.is_empty() {
+        "ready\n".into_response()
+    } else {
+        ApiError::Unavailable(format!("no signing key yet for {}", missing.join(", ")))
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state
+        .metrics
+        .render(&state.service.snapshot(), state.service.now());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,235 @@
+//! Prometheus metrics.
+//!
+//! Every counter a request touches is created at start-up and held by handle,
+//! so the hot paths increment an atomic and take no lock. Gauges that describe
+//! the keyrings are computed when `/metrics` is scraped.
+
+use std::collections::HashMap;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::config::Config;
+use crate::keys::{Algorithm, KeyState};
+use crate::service::Snapshot;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The routes whose requests are counted, as axum matches them.
+pub const ROUTES: [&str; 11] = [
+    "/.well-known/jwks.json",
+    "/.well-known/jwks/{purpose}",
+    "/.well-known/openid-configuration",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/tokens",
+    "/v1/verify",
+    "/v1/keys",
+    "/v1/keys/{purpose}/rotate",
+    "/v1/keys/{kid}/revoke",
+];
+const CODES: [&str; 5] = ["2xx", "304", "4xx", "5xx", "other"];
+const STATES: [KeyState; 5] = [
+    KeyState::Pending,
+    KeyState::Active,
+    KeyState::Retiring,
+    KeyState::Expired,
+    KeyState::Revoked,
+];
+
+/// signet's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: HashMap<&'static str, [Counter; 5]>,
+    unmatched: [Counter; 5],
+    signed: HashMap<String, HashMap<Algorithm, Counter>>,
+    verified: HashMap<String, [Counter; 2]>,
+    rotations: HashMap<String, [Counter; 2]>,
+    keys: Family<Labels, Gauge>,
+    next_rotation: Family<Labels, Gauge>,
+}
+
+fn counters<const N: usize>(
+    family: &Family<Labels, Counter>,
+    base: &Labels,
+    key: &'static str,
+    values: [&str; N],
+) -> [Counter; N] {
+    values.map(|v| {
+        let mut labels = base.clone();
+        labels.push((key, v.to_owned()));
+        family.get_or_create_owned(&labels)
+    })
+}
+
+impl Metrics {
+    /// Registers every metric and pre-creates the counters of `config`'s purposes.
+    pub fn new(config: &Config) -> Metrics {
+        let mut registry = Registry::with_prefix("signet");
+        let requests_f = Family::<Labels, Counter>::default();
+        let signed_f = Family::<Labels, Counter>::default();
+        let verified_f = Family::<Labels, Counter>::default();
+        let rotations_f = Family::<Labels, Counter>::default();
+        let keys = Family::<Labels, Gauge>::default();
+        let next_rotation = Family::<Labels, Gauge>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status class",
+            requests_f.clone(),
+        );
+        registry.register(
+            "tokens_signed",
+            "Tokens signed by purpose and algorithm",
+            signed_f.clone(),
+        );
+        registry.register(
+            "verifications",
+            "Token verifications by purpose and result",
+            verified_f.clone(),
+        );
+        registry.register(
+            "rotations",
+            "Keyring changes (rotations, revocations, scheduled ticks) by purpose and outcome",
+            rotations_f.clone(),
+        );
+        registry.register("keys", "Keys by purpose and state", keys.clone());
+        registry.register(
+            "next_rotation_seconds",
+            "Seconds until each purpose's pending key starts signing",
+            next_rotation.clone(),
+        );
+
+        let requests = ROUTES
+            .iter()
+            .map(|r| {
+                (
+                    *r,
+                    counters(
+                        &requests_f,
+                        &vec![("route", (*r).to_owned())],
+                        "code",
+                        CODES,
+                    ),
+                )
+            })
+            .collect();
+        let unmatched = counters(
+            &requests_f,
+            &vec![("route", "unmatched".to_owned())],
+            "code",
+            CODES,
+        );
+        let mut signed = HashMap::new();
+        let mut verified = HashMap::new();
+        let mut rotations = HashMap::new();
+        for (name, p) in &config.purposes {
+            let base = vec![("purpose", name.clone())];
+            let by_alg = p
+                .algorithms
+                .iter()
+                .map(|a| {
+                    let mut l = base.clone();
+                    l.push(("alg", a.as_str().to_owned()));
+                    (*a, signed_f.get_or_create_owned(&l))
+                })
+                .collect();
+            signed.insert(name.clone(), by_alg);
+            verified.insert(
+                name.clone(),
+                counters(&verified_f, &base, "result", ["valid", "invalid"]),
+            );
+            rotations.insert(
+                name.clone(),
+                counters(&rotations_f, &base, "outcome", ["ok", "error"]),
+            );
+        }
+        Metrics {
+            registry,
+            requests,
+            unmatched,
+            signed,
+            verified,
+            rotations,
+            keys,
+            next_rotation,
+        }
+    }
+
+    /// Counts a request by its matched route and status.
+    pub fn request(&self, route: Option<&str>, status: u16) {
+        let code = match status {
+            304 => 1,
+            200..=299 => 0,
+            400..=499 => 2,
+            500..=599 => 3,
+            _ => 4,
+        };
+        let set = route
+            .and_then(|r| self.requests.get(r))
+            .unwrap_or(&self.unmatched);
+        set[code].inc();
+    }
+
+    /// Counts a signed token.
+    pub fn signed(&self, purpose: &str, alg: Algorithm) {
+        if let Some(c) = self.signed.get(purpose).and_then(|m| m.get(&alg)) {
+            c.inc();
+        }
+    }
+
+    /// Counts a verification.
+    pub fn verified(&self, purpose: &str, valid: bool) {
+        if let Some(c) = self.verified.get(purpose) {
+            c[usize::from(!valid)].inc();
+        }
+    }
+
+    /// Counts a keyring change attempt.
+    pub fn rotation(&self, purpose: &str, ok: bool) {
+        if let Some(c) = self.rotations.get(purpose) {
+            c[usize::from(!ok)].inc();
+        }
+    }
+
+    /// Renders the text exposition format, with keyring gauges as of `now`.
+    pub fn render(&self, snapshot: &Snapshot, now: crate::clock::UnixTime) -> String {
+        for (purpose, keys) in &snapshot.purposes {
+            for state in STATES {
+                let n = keys
+                    .keyring
+                    .keys
+                    .iter()
+                    .filter(|k| k.state_at(now) == state)
+                    .count();
+                self.keys
+                    .get_or_create(&vec![
+                        ("purpose", purpose.clone()),
+                        ("state", state.as_str().to_owned()),
+                    ])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            let next = keys
+                .keyring
+                .keys
+                .iter()
+                .filter(|k| k.state_at(now) == KeyState::Pending)
+                .map(|k| k.activates_at.0.saturating_sub(now.0))
+                .min();
+            if let Some(secs) = next {
+                self.next_rotation
+                    .get_or_create(&vec![("purpose", purpose.clone())])
+                    .set(i64::try_from(secs).unwrap_or(i64::MAX));
+            }
+        }
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,87 @@
+//! Scheduled rotation: a cron job per purpose on its `rotate` schedule, plus a
+//! periodic check every `store.poll_interval`.
+//!
+//! Neither decides anything: each asks the lifecycle core what is due, applies
+//! it through the store (under its lock, on the blocking pool) and refreshes
+//! the snapshot. The periodic check also picks up changes other processes made
+//! and retries after a failure; the server keeps serving the keys it has.
+
+use tokio::sync::watch;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::http::AppState;
+
+/// Runs until `stop` turns true.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut cron = match start_cron(&state).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the rotation schedule; relying on the periodic check");
+            None
+        }
+    };
+    let mut every = tokio::time::interval(state.service.config().store.poll_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => check(&state).await,
+            _ = stop.changed() => break,
+        }
+    }
+    if let Some(c) = cron.as_mut() {
+        let _ = c.shutdown().await;
+    }
+}
+
+async fn start_cron(
+    state: &AppState,
+) -> Result<JobScheduler, tokio_cron_scheduler::JobSchedulerError> {
+    let scheduler = JobScheduler::new().await?;
+    for (purpose, p) in &state.service.config().purposes {
+        let (state, purpose) = (state.clone(), purpose.clone());
+        let job = Job::new_async(p.rotate.as_str(), move |_, _| {
+            let (state, purpose) = (state.clone(), purpose.clone());
+            Box::pin(async move {
+                tracing::info!(purpose, "rotation boundary");
+                tick(&state, &purpose).await;
+                refresh(&state).await;
+            })
+        })?;
+        scheduler.add(job).await?;
+    }
+    scheduler.start().await?;
+    Ok(scheduler)
+}
+
+/// Applies what is due for every purpose, then refreshes the snapshot.
+pub async fn check(state: &AppState) {
+    for purpose in state.service.config().purposes.keys() {
+        tick(state, purpose).await;
+    }
+    refresh(state).await;
+}
+
+async fn tick(state: &AppState, purpose: &str) {
+    let (service, p) = (state.service.clone(), purpose.to_owned());
+    match tokio::task::spawn_blocking(move || service.tick_purpose(&p)).await {
+        Ok(Ok(false)) => {}
+        Ok(Ok(true)) => state.metrics.rotation(purpose, true),
+        Ok(Err(e)) => {
+            state.metrics.rotation(purpose, false);
+            tracing::error!(purpose, error = %e, "keyring update failed; will retry at the next check");
+        }
+        Err(e) => tracing::error!(purpose, error = %e, "keyring update task failed"),
+    }
+}
+
+async fn refresh(state: &AppState) {
+    let service = state.service.clone();
+    match tokio::task::spawn_blocking(move || service.refresh()).await {
+        Ok(Ok(true)) => tracing::debug!("snapshot rebuilt"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot reload keyrings; serving the previous ones")
+        }
+        Err(e) => tracing::error!(error = %e, "reload task failed"),
+    }
+}
