@@ -161,6 +161,7 @@ impl KeyService {
         if same && current.valid_until.is_none_or(|t| now < t) {
             return Ok(false);
         }
+        log_transitions(&keyrings, current.built_at, now);
         let next = Snapshot::build(&self.config, &self.master, keyrings, now, Some(&current))?;
         self.snapshot.store(Arc::new(next));
         Ok(true)
@@ -313,7 +314,29 @@ fn log_step(purpose: &str, step: &Step, generation: u64) {
         Step::DestroyPrivate { kid } => {
             tracing::info!(purpose, kid, generation, "private key destroyed")
         }
-        Step::Remove { kid } => tracing::info!(purpose, kid, generation, "key expired"),
+        Step::Remove { kid } => {
+            tracing::info!(purpose, kid, generation, "key dropped from the keyring")
+        }
+    }
+}
+
+/// Logs the scheduled transitions (no store write marks them) that fell in `(since, now]`.
+fn log_transitions(keyrings: &[Keyring], since: UnixTime, now: UnixTime) {
+    let passed = |t: Option<UnixTime>| t.is_some_and(|t| since < t && t <= now);
+    for ring in keyrings {
+        let purpose = ring.purpose.as_str();
+        for k in &ring.keys {
+            let kid = k.kid.as_str();
+            if passed(Some(k.activates_at)) && k.published_at < k.activates_at {
+                tracing::info!(purpose, kid, "key activated");
+            }
+            if passed(k.retires_at) {
+                tracing::info!(purpose, kid, "key retired");
+            }
+            if passed(k.expires_at) {
+                tracing::info!(purpose, kid, "key expired");
+            }
+        }
     }
 }
 
