@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
-use crate::keys::{Algorithm, Policy, RSA_BITS, Schedule};
+use crate::keys::{Algorithm, Policy, RSA_BITS, Schedule, default_typ};
 
 /// The file read when neither `--config` nor `SIGNET_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "signet.toml";
@@ -185,12 +185,12 @@ struct FilePurpose {
     rsa_bits: Option<u32>,
 }
 
-/// Built-in purposes: (name, algorithm, token_ttl, typ).
-const DEFAULT_PURPOSES: [(&str, &str, &str, &str); 4] = [
-    ("access_token", "RS256", "10m", "at+jwt"),
-    ("refresh_token", "EdDSA", "7d", "refresh+jwt"),
-    ("magic_link", "EdDSA", "15m", "magic-link+jwt"),
-    ("reset_password_link", "EdDSA", "1h", "reset-password+jwt"),
+/// Built-in purposes: (name, algorithm, token_ttl); `typ` from [`default_typ`].
+const DEFAULT_PURPOSES: [(&str, &str, &str); 4] = [
+    ("access_token", "RS256", "10m"),
+    ("refresh_token", "EdDSA", "7d"),
+    ("magic_link", "EdDSA", "15m"),
+    ("reset_password_link", "EdDSA", "1h"),
 ];
 const DEFAULT_ROTATE: &str = "0 0 0 1 * *";
 
@@ -341,7 +341,7 @@ impl Config {
 
         let mut purposes = BTreeMap::new();
         let mut written = file.purposes;
-        for (name, alg, ttl, typ) in DEFAULT_PURPOSES {
+        for (name, alg, ttl) in DEFAULT_PURPOSES {
             let p = written.remove(name).unwrap_or_default();
             if p.enabled == Some(false) {
                 continue;
@@ -351,7 +351,7 @@ impl Config {
                 algorithms: Some(vec![alg.to_owned()]),
                 token_ttl: Some(ttl.to_owned()),
                 rotate: Some(DEFAULT_ROTATE.to_owned()),
-                typ: Some(typ.to_owned()),
+                typ: Some(default_typ(name)),
                 rsa_bits: Some(2048),
             };
             purposes.insert(name.to_owned(), purpose(name, p, defaults)?);
@@ -377,7 +377,7 @@ impl Config {
                 algorithms: Some(vec!["EdDSA".to_owned()]),
                 token_ttl: None,
                 rotate: Some(DEFAULT_ROTATE.to_owned()),
-                typ: Some(format!("{}+jwt", name.replace('_', "-"))),
+                typ: Some(default_typ(&name)),
                 rsa_bits: Some(2048),
             };
             purposes.insert(name.clone(), purpose(&name, p, defaults)?);

@@ -18,6 +18,7 @@
 //! - `metrics` (feature `server`): Prometheus counters held by handle, gauges computed at scrape.
 //! - `scheduler` (feature `server`): cron jobs per purpose and the periodic check; both only apply what `keys` says is due.
 //! - `server` (feature `server`): `run(listeners, state, shutdown)`: both listeners plus the scheduler.
+//! - `verifier` (feature `verifier`): the JWKS client services embed; with `axum`, the `Verified<C>` extractor.
 //! - `cli` (feature `server`): the `signet` command line; `main.rs` only calls it.
 
 pub mod clock;
@@ -40,3 +41,5 @@ pub mod server;
 pub mod service;
 #[cfg(feature = "server")]
 pub mod storage;
+#[cfg(feature = "verifier")]
+pub mod verifier;

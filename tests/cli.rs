@@ -213,3 +213,45 @@ fn config_check_prints_the_effective_config_without_secrets() {
     assert_eq!(status, 2);
     assert!(err.contains("jwks.max_age"), "{err}");
 }
+
+#[test]
+fn token_verify_with_a_jwks_url_uses_the_embedded_verifier() {
+    let home = Home::new(ED);
+    let token = sign(&home, "access_token");
+    let magic = sign(&home, "magic_link");
+    let serve = crate::common::server::ServeProcess::start(&home, &[]);
+    let url = format!("http://{}/.well-known/jwks.json", serve.public);
+    let out = home.ok(&[
+        "token",
+        "verify",
+        "--purpose",
+        "access_token",
+        "--jwks-url",
+        &url,
+        &token,
+    ]);
+    assert!(out.contains("\"sub\": \"user-1\""), "{out}");
+    let (status, err) = code(&home.run(&[
+        "token",
+        "verify",
+        "--purpose",
+        "access_token",
+        "--jwks-url",
+        &url,
+        &magic,
+    ]));
+    assert_eq!(status, 1, "{err}");
+    assert!(err.contains("unknown key id"), "{err}");
+    let (status, err) = code(&home.run(&[
+        "token",
+        "verify",
+        "--purpose",
+        "access_token",
+        "--jwks-url",
+        "http://evil.example/jwks",
+        &token,
+    ]));
+    assert_eq!(status, 2, "{err}");
+    assert!(err.contains("https"), "{err}");
+    serve.stop();
+}

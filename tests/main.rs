@@ -7,3 +7,4 @@ mod common;
 mod rfc;
 mod server;
 mod store;
+mod verifier;

@@ -3,9 +3,10 @@
 use serde_json::{Map, Value};
 
 use super::{CliError, KeysCommand, TokenCommand};
-use crate::config::parse_duration;
+use crate::config::{Config, parse_duration};
 use crate::keys::Algorithm;
 use crate::service::{KeyInfo, KeyService, SignRequest};
+use crate::verifier::Verifier;
 
 pub(super) fn run(cmd: KeysCommand, service: KeyService) -> Result<(), CliError> {
     match cmd {
@@ -59,7 +60,7 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
             println!("{}", signed.token);
             Ok(())
         }
-        TokenCommand::Verify { purpose, token } => {
+        TokenCommand::Verify { purpose, token, .. } => {
             if !service.config().purposes.contains_key(&purpose) {
                 return Err(CliError::Usage(format!("unknown purpose {purpose:?}")));
             }
@@ -69,6 +70,34 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
             Ok(())
         }
     }
+}
+
+/// `token verify --jwks-url`: the embedded verifier, against a running server.
+pub(super) fn verify_remote(
+    config: &Config,
+    purpose: &str,
+    url: &str,
+    token: &str,
+) -> Result<(), CliError> {
+    let mut builder = Verifier::builder(url)
+        .issuer(config.issuer.as_str())
+        .purpose(purpose);
+    if let Some(p) = config.purposes.get(purpose) {
+        builder = builder.typ(p.typ.as_str());
+    }
+    let verifier = builder
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;
+    let verified = runtime.block_on(verifier.verify::<Map<String, Value>>(token.trim()))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&verified.claims).unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn print_keys(keys: &[KeyInfo], json: bool) {

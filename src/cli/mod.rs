@@ -84,6 +84,9 @@ pub enum TokenCommand {
         /// The token's purpose.
         #[arg(long)]
         purpose: String,
+        /// Verify against this JWKS URL (as a microservice would) instead of the store.
+        #[arg(long, value_name = "URL")]
+        jwks_url: Option<String>,
         /// The token.
         token: String,
     },
@@ -252,6 +255,11 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
             Ok(())
         }
         Command::Keys(cmd) => keys::run(cmd, open(config, env, clock)?),
+        Command::Token(TokenCommand::Verify {
+            purpose,
+            jwks_url: Some(url),
+            token,
+        }) => keys::verify_remote(&config, &purpose, &url, &token),
         Command::Token(cmd) => keys::run_token(cmd, open(config, env, clock)?),
     }
 }

@@ -20,3 +20,15 @@ pub use keyring::{Keyring, NewKey, Plan, Policy, Refusal, Step};
 pub use material::{KeyError, Pkcs8, RSA_BITS, SigningKey, generate, verify_signature};
 pub use record::{KeyRecord, KeyState, SealedKey};
 pub use schedule::{Schedule, ScheduleError};
+
+/// The JWT `typ` signet gives a purpose unless configured otherwise:
+/// `at+jwt` for access tokens (RFC 9068), else the purpose with `-` for `_`
+/// (`refresh+jwt`, `magic-link+jwt`, `reset-password+jwt` for the built-ins).
+pub fn default_typ(purpose: &str) -> String {
+    match purpose {
+        "access_token" => "at+jwt".to_owned(),
+        "refresh_token" => "refresh+jwt".to_owned(),
+        "reset_password_link" => "reset-password+jwt".to_owned(),
+        other => format!("{}+jwt", other.replace('_', "-")),
+    }
+}

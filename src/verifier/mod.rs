@@ -1,0 +1,434 @@
+//! The verifier Rust services embed: a cached JWKS client and strict JWT checks.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use signet::verifier::Verifier;
+//! #[derive(serde::Deserialize)]
+//! struct Claims { sub: String }
+//!
+//! let verifier = Verifier::builder("https://auth.example.com/.well-known/jwks.json")
+//!     .issuer("https://auth.example.com")
+//!     .audience("orders-api")
+//!     .purpose("access_token")
+//!     .build()?;
+//! # let token = "";
+//! let verified = verifier.verify::<Claims>(token).await?;
+//! println!("{} via key {}", verified.claims.sub, verified.kid);
+//! # Ok(()) }
+//! ```
+//!
+//! Keys are fetched once and kept for the JWKS's `Cache-Control: max-age`
+//! (clamped); an unknown kid triggers one refetch shared by all concurrent
+//! callers, at most once per cooldown; if the endpoint fails, the last good
+//! key set keeps verifying up to a stale limit. Time comes from a
+//! [`Clock`], so tests move it instead of sleeping.
+
+#[cfg(feature = "axum")]
+mod extract;
+mod jwks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use crate::keys::token::VerifyError;
+#[cfg(feature = "axum")]
+pub use extract::Unauthorized;
+
+use crate::clock::{Clock, SystemClock, UnixTime};
+use crate::keys::Algorithm;
+use crate::keys::token::{Expectations, parse};
+use jwks::{Fetched, Key, Limits, fetch};
+
+/// A verified token.
+#[derive(Debug, Clone)]
+pub struct Verified<C> {
+    /// Its claims.
+    pub claims: C,
+    /// The key that signed it.
+    pub kid: String,
+    /// Its algorithm.
+    pub alg: Algorithm,
+}
+
+/// A verifier configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The JWKS URL is malformed or not https.
+    #[error("JWKS URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A cache bound is inconsistent.
+    #[error("{0}")]
+    Limits(String),
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
+/// Configures a [`Verifier`].
+#[derive(Debug, Clone)]
+pub struct VerifierBuilder {
+    url: String,
+    issuer: Option<String>,
+    audience: Option<String>,
+    purpose: Option<String>,
+    typ: Option<String>,
+    leeway: Duration,
+    min_ttl: Duration,
+    max_ttl: Duration,
+    default_ttl: Duration,
+    cooldown: Duration,
+    stale_limit: Duration,
+    timeout: Duration,
+    max_body: usize,
+    max_keys: usize,
+    allow_http: bool,
+    clock: Arc<dyn Clock>,
+}
+
+/// Counters of a verifier's JWKS traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// JWKS requests sent.
+    pub fetches: u64,
+    /// Requests that failed (network, status, body).
+    pub failures: u64,
+    /// Verifications that used a key set past its freshness.
+    pub stale_uses: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    stale_uses: AtomicU64,
+}
+
+/// The cached key set, swapped whole.
+#[derive(Debug, Default)]
+struct KeySet {
+    keys: HashMap<String, Arc<Key>>,
+    etag: Option<String>,
+    loaded: bool,
+    fresh_until: UnixTime,
+    stale_until: UnixTime,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: VerifierBuilder,
+    http: reqwest::Client,
+    limits: Limits,
+    set: ArcSwap<KeySet>,
+    /// Seconds of the last fetch attempt, plus one (0: never).
+    last_attempt: AtomicU64,
+    refresh: tokio::sync::Mutex<()>,
+    unknown: moka::future::Cache<String, ()>,
+    counters: Counters,
+}
+
+/// Verifies signet tokens against a JWKS URL. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Verifier(Arc<Inner>);
+
+impl Verifier {
+    /// Starts configuring a verifier for the JWKS at `jwks_url`.
+    pub fn builder(jwks_url: impl Into<String>) -> VerifierBuilder {
+        VerifierBuilder {
+            url: jwks_url.into(),
+            issuer: None,
+            audience: None,
+            purpose: None,
+            typ: None,
+            leeway: Duration::from_secs(60),
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(3600),
+            default_ttl: Duration::from_secs(300),
+            cooldown: Duration::from_secs(30),
+            stale_limit: Duration::from_secs(3600),
+            timeout: Duration::from_secs(5),
+            max_body: 64 * 1024,
+            max_keys: 100,
+            allow_http: false,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl VerifierBuilder {
+    /// Required `iss`.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+    /// Required member of `aud` (then `aud` is required).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+    /// The token purpose: sets the expected `typ` and, when the URL is the
+    /// all-purposes `/.well-known/jwks.json`, the purpose's own JWKS URL.
+    pub fn purpose(mut self, purpose: impl Into<String>) -> Self {
+        self.purpose = Some(purpose.into());
+        self
+    }
+    /// Overrides the expected `typ` (a purpose configured with its own `typ`).
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
+    }
+    /// Clock skew tolerated on `exp` and `nbf` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+    /// Bounds for the JWKS `max-age` (default 60 s to 1 h).
+    pub fn cache_ttl(mut self, min: Duration, max: Duration) -> Self {
+        (self.min_ttl, self.max_ttl) = (min, max);
+        self
+    }
+    /// Cache lifetime when the JWKS sends no `max-age` (default 300 s).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+    /// Minimum time between two JWKS requests (default 30 s).
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+    /// How long past its freshness a key set keeps verifying while the
+    /// endpoint fails (default 1 h).
+    pub fn stale_limit(mut self, limit: Duration) -> Self {
+        self.stale_limit = limit;
+        self
+    }
+    /// Request timeout (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Permits plain http to a non-loopback host (never do this in production).
+    pub fn allow_http(mut self) -> Self {
+        self.allow_http = true;
+        self
+    }
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Checks the configuration and builds the verifier. Fetches nothing yet.
+    pub fn build(mut self) -> Result<Verifier, BuildError> {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| BuildError::Url {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback || self.allow_http => {}
+            other => {
+                return Err(BuildError::Url {
+                    url: self.url.clone(),
+                    reason: format!(
+                        "scheme {other}: use https (plain http only to a loopback host, or with allow_http())"
+                    ),
+                });
+            }
+        }
+        if self.min_ttl > self.max_ttl {
+            return Err(BuildError::Limits(
+                "cache_ttl: min is greater than max".into(),
+            ));
+        }
+        if let Some(p) = &self.purpose {
+            if self.typ.is_none() {
+                self.typ = Some(crate::keys::default_typ(p));
+            }
+            if let Some(base) = self.url.strip_suffix("/.well-known/jwks.json") {
+                self.url = format!("{base}/.well-known/jwks/{p}.json");
+            }
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| BuildError::Client(e.to_string()))?;
+        let unknown = moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(self.cooldown.max(Duration::from_secs(1)))
+            .build();
+        let limits = Limits {
+            max_body: self.max_body,
+            max_keys: self.max_keys,
+        };
+        Ok(Verifier(Arc::new(Inner {
+            cfg: self,
+            http,
+            limits,
+            set: ArcSwap::from_pointee(KeySet::default()),
+            last_attempt: AtomicU64::new(0),
+            refresh: tokio::sync::Mutex::new(()),
+            unknown,
+            counters: Counters::default(),
+        })))
+    }
+}
+
+impl Verifier {
+    /// The JWKS URL in use (per purpose, when a purpose was set).
+    pub fn jwks_url(&self) -> &str {
+        &self.0.cfg.url
+    }
+
+    /// Counters of JWKS traffic.
+    pub fn stats(&self) -> Stats {
+        let c = &self.0.counters;
+        Stats {
+            fetches: c.fetches.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            stale_uses: c.stale_uses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Verifies `token` and deserialises its claims into `C`.
+    pub async fn verify<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Verified<C>, VerifyError> {
+        let parsed = parse(token)?;
+        let key = self.key(&parsed.kid).await?;
+        let cfg = &self.0.cfg;
+        let (kid, alg) = (parsed.kid.clone(), key.alg);
+        let expect = Expectations {
+            typ: cfg.typ.as_deref(),
+            issuer: cfg.issuer.as_deref(),
+            audience: cfg.audience.as_deref(),
+            leeway: cfg.leeway,
+            now: cfg.clock.now(),
+        };
+        let claims = parsed.verify(key.alg, &key.members, &expect)?;
+        let claims = serde_json::from_value(Value::Object(claims))
+            .map_err(|e| VerifyError::Malformed(format!("claims: {e}")))?;
+        Ok(Verified { claims, kid, alg })
+    }
+
+    async fn key(&self, kid: &str) -> Result<Arc<Key>, VerifyError> {
+        let now = self.0.cfg.clock.now();
+        let seen = self.0.set.load_full();
+        if seen.loaded && now < seen.fresh_until {
+            if let Some(k) = seen.keys.get(kid) {
+                return Ok(k.clone());
+            }
+            if self.0.unknown.contains_key(kid) {
+                return Err(VerifyError::UnknownKid(kid.to_owned()));
+            }
+        }
+        self.refresh(&seen, now).await;
+        self.lookup_cached(kid, now).await
+    }
+
+    fn cooling(&self, now: UnixTime) -> bool {
+        match self.0.last_attempt.load(Ordering::Acquire) {
+            0 => false,
+            t => now < UnixTime(t - 1).plus(self.0.cfg.cooldown),
+        }
+    }
+
+    /// One fetch shared by every caller that saw the same key set, at most
+    /// once per cooldown. A caller that arrives while a fetch is in flight
+    /// waits for it; otherwise, inside the cooldown, it returns at once.
+    async fn refresh(&self, seen: &Arc<KeySet>, now: UnixTime) {
+        let _single = self.0.refresh.lock().await;
+        if !Arc::ptr_eq(&self.0.set.load(), seen) || self.cooling(now) {
+            return; // another caller refreshed (or tried) while this one waited
+        }
+        self.0.last_attempt.store(now.0 + 1, Ordering::Release);
+        let inner = &self.0;
+        inner.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        let cfg = &inner.cfg;
+        let ttl = |max_age: Option<std::time::Duration>| {
+            max_age
+                .unwrap_or(cfg.default_ttl)
+                .clamp(cfg.min_ttl, cfg.max_ttl)
+        };
+        match fetch(&inner.http, &cfg.url, seen.etag.as_deref(), &inner.limits).await {
+            Ok(Fetched::Keys {
+                keys,
+                etag,
+                max_age,
+            }) => {
+                let fresh_until = now.plus(ttl(max_age));
+                let keys = keys.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+                inner.set.store(Arc::new(KeySet {
+                    keys,
+                    etag,
+                    loaded: true,
+                    fresh_until,
+                    stale_until: fresh_until.plus(cfg.stale_limit),
+                }));
+                inner.unknown.invalidate_all();
+            }
+            Ok(Fetched::NotModified { max_age }) => {
+                let fresh_until = now.plus(ttl(max_age));
+                let keys = seen.keys.clone();
+                inner.set.store(Arc::new(KeySet {
+                    keys,
+                    etag: seen.etag.clone(),
+                    loaded: true,
+                    fresh_until,
+                    stale_until: fresh_until.plus(cfg.stale_limit),
+                }));
+            }
+            Err(e) => {
+                inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "JWKS refresh failed; keeping the cached keys");
+            }
+        }
+    }
+
+    async fn lookup_cached(&self, kid: &str, now: UnixTime) -> Result<Arc<Key>, VerifyError> {
+        let set = self.0.set.load();
+        if !set.loaded {
+            return Err(VerifyError::JwksUnavailable(format!(
+                "no key set fetched yet from {}",
+                self.0.cfg.url
+            )));
+        }
+        if now >= set.stale_until {
+            return Err(VerifyError::JwksUnavailable(format!(
+                "the cached key set is past its stale limit and {} cannot be fetched",
+                self.0.cfg.url
+            )));
+        }
+        if now >= set.fresh_until {
+            self.0.counters.stale_uses.fetch_add(1, Ordering::Relaxed);
+        }
+        match set.keys.get(kid) {
+            Some(k) => Ok(k.clone()),
+            None => {
+                self.0.unknown.insert(kid.to_owned(), ()).await;
+                Err(VerifyError::UnknownKid(kid.to_owned()))
+            }
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! The embedded verifier against a local JWKS server that counts requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use signet::clock::{Clock, ManualClock, UnixTime};
+use signet::keys::jwk::b64;
+use signet::keys::{Algorithm, SigningKey};
+use signet::verifier::{Verifier, VerifyError};
+
+use crate::common::jwks_server::{JwksServer, key, mint, std_b64};
+use crate::common::server::{SIGNER, TestServer};
+
+const T0: UnixTime = UnixTime(1_795_910_400);
+const ISS: &str = "https://auth.example.com";
+
+type Claims = Map<String, Value>;
+
+fn header(k: &SigningKey, typ: &str) -> Value {
+    json!({"alg": k.alg().as_str(), "kid": k.kid(), "typ": typ})
+}
+
+fn claims(now: UnixTime) -> Value {
+    json!({"iss": ISS, "sub": "u", "aud": "api", "iat": now.0, "nbf": now.0, "exp": now.0 + 600})
+}
+
+fn verifier(url: &str, clock: &ManualClock) -> Verifier {
+    Verifier::builder(url)
+        .issuer(ISS)
+        .audience("api")
+        .typ("at+jwt")
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_from_signet_verify_through_its_jwks() {
+    let s = TestServer::start(
+        "[purposes.access_token]\nalgorithms = [\"ES256\", \"EdDSA\"]\n",
+        T0,
+    )
+    .await;
+    let v = Verifier::builder(format!("{}/.well-known/jwks.json", s.public))
+        .issuer("http://127.0.0.1:8080")
+        .purpose("access_token")
+        .clock(Arc::new(s.clock.clone()))
+        .build()
+        .unwrap();
+    assert!(
+        v.jwks_url()
+            .ends_with("/.well-known/jwks/access_token.json"),
+        "{}",
+        v.jwks_url()
+    );
+    for alg in ["ES256", "EdDSA"] {
+        let r = s
+            .post(
+                "/v1/tokens",
+                Some(SIGNER),
+                json!({"purpose": "access_token", "alg": alg, "claims": {"sub": "u"}}),
+            )
+            .await;
+        let signed: Value = r.json().await.unwrap();
+        let ok = v
+            .verify::<Claims>(signed["token"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(ok.claims["sub"], "u");
+        assert_eq!(ok.alg.as_str(), alg);
+        assert_eq!(Some(ok.kid.as_str()), signed["kid"].as_str());
+    }
+    let magic: Value = s
+        .post("/v1/tokens", Some(SIGNER), json!({"purpose": "magic_link"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let err = v
+        .verify::<Claims>(magic["token"].as_str().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::UnknownKid(_)), "{err:?}");
+    assert_eq!(v.stats().fetches, 1, "the second token hit the cache");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_kid_is_fetched_once_however_many_callers_ask() {
+    let (old, new) = (key(Algorithm::EdDSA), key(Algorithm::EdDSA));
+    let server = JwksServer::start(&[&old]).await;
+    let clock = ManualClock::new(T0);
+    let v = verifier(&server.url, &clock);
+    v.verify::<Claims>(&mint(&old, &header(&old, "at+jwt"), &claims(T0)))
+        .await
+        .unwrap();
+    assert_eq!(server.requests(), 1);
+
+    // Rotation: the JWKS now has the new key, and a token signed with it arrives.
+    server.set_keys(&[&old, &new]);
+    *server.shared.delay.lock().unwrap() = Duration::from_millis(100);
+    clock.advance(Duration::from_secs(31)); // past the cooldown of the first fetch
+    let token = mint(&new, &header(&new, "at+jwt"), &claims(clock.now()));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (v, t) = (v.clone(), token.clone());
+            tokio::spawn(async move { v.verify::<Claims>(&t).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().kid, new.kid());
+    }
+    assert_eq!(server.requests(), 2, "one shared refetch");
+}
+
+#[tokio::test]
+async fn unknown_kids_inside_one_cooldown_cost_at_most_one_request() {
+    let k = key(Algorithm::ES256);
+    let server = JwksServer::start(&[&k]).await;
+    let clock = ManualClock::new(T0);
+    let v = verifier(&server.url, &clock);
+    for i in 0..1000u32 {
+        let mut h = header(&k, "at+jwt");
+        h["kid"] = json!(b64(&ring::digest::digest(
+            &ring::digest::SHA256,
+            &i.to_be_bytes()
+        )
+        .as_ref()[..16]));
+        let err = v
+            .verify::<Claims>(&mint(&k, &h, &claims(T0)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::UnknownKid(_)), "{err:?}");
+    }
+    assert!(server.requests() <= 1, "{} requests", server.requests());
+    // After the cooldown, an unknown kid may trigger one more.
+    clock.advance(Duration::from_secs(30));
+    let mut h = header(&k, "at+jwt");
+    h["kid"] = json!("another-unknown-kid");
+    assert!(
+        v.verify::<Claims>(&mint(&k, &h, &claims(clock.now())))
+            .await
+            .is_err()
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_down_jwks_endpoint_is_survived_until_the_stale_limit() {
+    let k = key(Algorithm::EdDSA);
+    let mut server = JwksServer::start(&[&k]).await;
+    let clock = ManualClock::new(T0);
+    let v = verifier(&server.url, &clock);
+    let token_at = |t: UnixTime| mint(&k, &header(&k, "at+jwt"), &claims(t));
+    v.verify::<Claims>(&token_at(T0)).await.unwrap();
+
+    // Conditional GET: past max-age (300 s), the refetch gets 304 and keeps the keys.
+    clock.advance(Duration::from_secs(301));
+    v.verify::<Claims>(&token_at(clock.now())).await.unwrap();
+    assert_eq!(
+        server
+            .shared
+            .not_modified
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    server.stop().await;
+    // Fresh until +300 s, then stale for up to an hour: still verifying.
+    for step in [200, 400, 1800, 3400] {
+        clock.set(UnixTime(T0.0 + 301 + step));
+        v.verify::<Claims>(&token_at(clock.now()))
+            .await
+            .unwrap_or_else(|e| panic!("at +{step}s: {e}"));
+    }
+    assert!(v.stats().failures >= 1);
+    assert!(v.stats().stale_uses >= 1);
+    clock.set(UnixTime(T0.0 + 301 + 300 + 3600));
+    let err = v
+        .verify::<Claims>(&token_at(clock.now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::JwksUnavailable(_)), "{err:?}");
+}
+
+/// Adds the group order L to an Ed25519 signature's S (little-endian).
+fn s_plus_l(sig: &[u8]) -> Vec<u8> {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut out = sig.to_vec();
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = u16::from(out[32 + i]) + u16::from(L[i]) + carry;
+        out[32 + i] = v as u8;
+        carry = v >> 8;
+    }
+    out
+}
+
+#[tokio::test]
+async fn hostile_tokens_are_refused_for_the_right_reason() {
+    let (ed, es, rs, magic) = (
+        key(Algorithm::EdDSA),
+        key(Algorithm::ES256),
+        key(Algorithm::RS256),
+        key(Algorithm::EdDSA),
+    );
+    let server = JwksServer::start(&[&ed, &es, &rs, &magic]).await;
+    let clock = ManualClock::new(T0);
+    let v = verifier(&server.url, &clock);
+    let c = claims(T0);
+    let good = mint(&ed, &header(&ed, "at+jwt"), &c);
+    v.verify::<Claims>(&good).await.unwrap();
+    let (h_b64, c_b64) = {
+        let mut parts = good.split('.');
+        (
+            parts.next().unwrap().to_owned(),
+            parts.next().unwrap().to_owned(),
+        )
+    };
+    let unsigned = |h: Value| format!("{}.{}.", b64(h.to_string().as_bytes()), c_b64);
+    let hmac = |key: &[u8], h: Value| {
+        let input = format!("{}.{}", b64(h.to_string().as_bytes()), c_b64);
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+            input.as_bytes(),
+        );
+        format!("{input}.{}", b64(tag.as_ref()))
+    };
+    let with = |k: &SigningKey, extra: Value, claims: &Value| {
+        let mut h = header(k, "at+jwt");
+        h.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        mint(k, &h, claims)
+    };
+    // The RSA key's public bytes, as an attacker would use them for HS256.
+    let (n, e) = match rs.public_jwk().members().unwrap() {
+        signet::keys::PublicMembers::Rsa { n, e } => (n, e),
+        _ => unreachable!(),
+    };
+    use rsa::pkcs8::EncodePublicKey;
+    let der = rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(&n),
+        rsa::BigUint::from_bytes_be(&e),
+    )
+    .unwrap()
+    .to_public_key_der()
+    .unwrap()
+    .as_bytes()
+    .to_vec();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        std_b64(&der)
+    );
+    let hs = |kid: &str| json!({"alg": "HS256", "kid": kid, "typ": "at+jwt"});
+
+    let es_zero = format!(
+        "{}.{}.{}",
+        b64(header(&es, "at+jwt").to_string().as_bytes()),
+        c_b64,
+        b64(&[0u8; 64])
+    );
+    let ed_sig = signet::keys::jwk::b64_decode(good.rsplit('.').next().unwrap()).unwrap();
+    let ed_malleated = format!("{h_b64}.{c_b64}.{}", b64(&s_plus_l(&ed_sig)));
+    let last = good.chars().last().unwrap();
+    let stray_bits = format!("{}{}", &good[..good.len() - 1], char::from(last as u8 + 1));
+
+    use VerifyError::*;
+    type Expect = fn(&VerifyError) -> bool;
+    let cases: Vec<(&str, String, Expect)> = vec![
+        (
+            "alg none",
+            unsigned(json!({"alg": "none", "kid": ed.kid(), "typ": "at+jwt"})),
+            |e| matches!(e, DisallowedAlg(_)),
+        ),
+        (
+            "alg None",
+            unsigned(json!({"alg": "None", "kid": ed.kid(), "typ": "at+jwt"})),
+            |e| matches!(e, DisallowedAlg(_)),
+        ),
+        (
+            "alg NONE",
+            unsigned(json!({"alg": "NONE", "kid": ed.kid(), "typ": "at+jwt"})),
+            |e| matches!(e, DisallowedAlg(_)),
+        ),
+        (
+            "alg nOnE",
+            unsigned(json!({"alg": "nOnE", "kid": ed.kid(), "typ": "at+jwt"})),
+            |e| matches!(e, DisallowedAlg(_)),
+        ),
+        ("HS256 with PEM", hmac(pem.as_bytes(), hs(rs.kid())), |e| {
+            matches!(e, DisallowedAlg(_))
+        }),
+        ("HS256 with DER", hmac(&der, hs(rs.kid())), |e| {
+            matches!(e, DisallowedAlg(_))
+        }),
+        ("HS256 with n", hmac(&n, hs(rs.kid())), |e| {
+            matches!(e, DisallowedAlg(_))
+        }),
+        (
+            "ES256 header on an EdDSA key",
+            mint(
+                &ed,
+                &json!({"alg": "ES256", "kid": ed.kid(), "typ": "at+jwt"}),
+                &c,
+            ),
+            |e| matches!(e, DisallowedAlg(_)),
+        ),
+        (
+            "embedded jwk",
+            with(&ed, json!({"jwk": ed.public_jwk()}), &c),
+            |e| matches!(e, ForbiddenHeader(h) if h == "jwk"),
+        ),
+        (
+            "jku",
+            with(&ed, json!({"jku": "https://evil.example/jwks"}), &c),
+            |e| matches!(e, ForbiddenHeader(h) if h == "jku"),
+        ),
+        (
+            "x5u",
+            with(&ed, json!({"x5u": "https://evil.example/cert"}), &c),
+            |e| matches!(e, ForbiddenHeader(h) if h == "x5u"),
+        ),
+        (
+            "crit",
+            with(&ed, json!({"crit": ["exp"]}), &c),
+            |e| matches!(e, ForbiddenHeader(h) if h == "crit"),
+        ),
+        (
+            "kid path",
+            mint(
+                &ed,
+                &json!({"alg": "EdDSA", "kid": "../../dev/null", "typ": "at+jwt"}),
+                &c,
+            ),
+            |e| matches!(e, Malformed(_)),
+        ),
+        (
+            "10 KB kid",
+            mint(
+                &ed,
+                &json!({"alg": "EdDSA", "kid": "a".repeat(10_000), "typ": "at+jwt"}),
+                &c,
+            ),
+            |e| matches!(e, TooLarge),
+        ),
+        (
+            "magic link as access token",
+            mint(&magic, &header(&magic, "magic-link+jwt"), &c),
+            |e| matches!(e, WrongTyp { .. }),
+        ),
+        (
+            "exp as a string",
+            mint(
+                &ed,
+                &header(&ed, "at+jwt"),
+                &json!({"iss": ISS, "aud": "api", "exp": "9999999999"}),
+            ),
+            |e| matches!(e, InvalidClaim("exp")),
+        ),
+        (
+            "no aud",
+            mint(
+                &ed,
+                &header(&ed, "at+jwt"),
+                &json!({"iss": ISS, "exp": T0.0 + 600}),
+            ),
+            |e| matches!(e, MissingClaim("aud")),
+        ),
+        (
+            "wrong aud",
+            mint(
+                &ed,
+                &header(&ed, "at+jwt"),
+                &json!({"iss": ISS, "aud": ["other"], "exp": T0.0 + 600}),
+            ),
+            |e| matches!(e, WrongAudience),
+        ),
+        (
+            "wrong iss",
+            mint(
+                &ed,
+                &header(&ed, "at+jwt"),
+                &json!({"iss": "https://evil.example", "aud": "api", "exp": T0.0 + 600}),
+            ),
+            |e| matches!(e, WrongIssuer),
+        ),
+        (
+            "no exp",
+            mint(
+                &ed,
+                &header(&ed, "at+jwt"),
+                &json!({"iss": ISS, "aud": "api"}),
+            ),
+            |e| matches!(e, MissingClaim("exp")),
+        ),
+        ("ES256 zero signature", es_zero, |e| {
+            matches!(e, BadSignature)
+        }),
+        ("Ed25519 S + L", ed_malleated, |e| matches!(e, BadSignature)),
+        (
+            "1 MB token",
+            format!("{good}{}", "A".repeat(1 << 20)),
+            |e| matches!(e, TooLarge),
+        ),
+        ("padding", format!("{good}=="), |e| {
+            matches!(e, Malformed(_))
+        }),
+        ("non-zero padding bits", stray_bits, |e| {
+            matches!(e, Malformed(_))
+        }),
+        ("four parts", format!("{good}.x"), |e| {
+            matches!(e, Malformed(_))
+        }),
+        (
+            "expired",
+            mint(
+                &ed,
+                &header(&ed, "at+jwt"),
+                &json!({"iss": ISS, "aud": "api", "exp": T0.0 - 61}),
+            ),
+            |e| matches!(e, Expired),
+        ),
+        (
+            "not yet valid",
+            mint(
+                &ed,
+                &header(&ed, "at+jwt"),
+                &json!({"iss": ISS, "aud": "api", "nbf": T0.0 + 61, "exp": T0.0 + 600}),
+            ),
+            |e| matches!(e, NotYetValid),
+        ),
+    ];
+    for (name, token, expected) in cases {
+        match v.verify::<Claims>(&token).await {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(e) => assert!(expected(&e), "{name}: refused for the wrong reason: {e:?}"),
+        }
+    }
+    // Within leeway, both edges are accepted.
+    v.verify::<Claims>(&mint(
+        &ed,
+        &header(&ed, "at+jwt"),
+        &json!({"iss": ISS, "aud": "api", "exp": T0.0 - 59}),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        server.requests(),
+        1,
+        "no hostile token caused a JWKS request"
+    );
+}
+
+#[test]
+fn plain_http_is_refused_except_to_loopback() {
+    assert!(
+        Verifier::builder("http://auth.example.com/.well-known/jwks.json")
+            .build()
+            .is_err()
+    );
+    assert!(Verifier::builder("ftp://127.0.0.1/jwks").build().is_err());
+    assert!(
+        Verifier::builder("http://127.0.0.1:9/.well-known/jwks.json")
+            .build()
+            .is_ok()
+    );
+    assert!(
+        Verifier::builder("http://auth.example.com/jwks")
+            .allow_http()
+            .build()
+            .is_ok()
+    );
+    assert!(
+        Verifier::builder("https://auth.example.com/jwks")
+            .build()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn the_axum_extractor_answers_401_with_a_bearer_challenge() {
+    use axum::Router;
+    use axum::routing::get;
+    use signet::verifier::Verified;
+
+    let k = key(Algorithm::EdDSA);
+    let server = JwksServer::start(&[&k]).await;
+    let clock = ManualClock::new(T0);
+    let v = verifier(&server.url, &clock);
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|who: Verified<Claims>| async move {
+                who.claims["sub"].as_str().unwrap_or("").to_owned()
+            }),
+        )
+        .with_state(v);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/me", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = crate::common::server::client();
+
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let expired = mint(
+        &k,
+        &header(&k, "at+jwt"),
+        &json!({"iss": ISS, "aud": "api", "exp": T0.0 - 100}),
+    );
+    let r = http.get(&url).bearer_auth(&expired).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\", error_description=\"token expired\""
+    );
+    let r = http
+        .get(&url)
+        .bearer_auth(mint(&k, &header(&k, "at+jwt"), &claims(T0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "u");
+}
