@@ -4,15 +4,19 @@
 //! A configuration that breaks the lifecycle rules is refused here, at load,
 //! with the reason and the fix (DESIGN rule 4).
 
+mod file;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::clock::UnixTime;
-use crate::keys::{Algorithm, Policy, RSA_BITS, Schedule, default_typ};
+use crate::keys::{Algorithm, Policy, Schedule};
+
+use file::File;
 
 /// The file read when neither `--config` nor `SIGNET_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "signet.toml";
@@ -50,7 +54,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
         reason: reason.into(),
@@ -134,65 +138,6 @@ mod human {
 fn schedule_str<S: serde::Serializer>(v: &Schedule, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.as_str())
 }
-
-// ---- the file, as written ------------------------------------------------
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct File {
-    issuer: Option<String>,
-    leeway: Option<String>,
-    #[serde(default)]
-    server: FileServer,
-    #[serde(default)]
-    jwks: FileJwks,
-    #[serde(default)]
-    store: FileStore,
-    #[serde(default)]
-    purposes: BTreeMap<String, FilePurpose>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileServer {
-    public_addr: Option<String>,
-    admin_addr: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileJwks {
-    max_age: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileStore {
-    kind: Option<String>,
-    path: Option<String>,
-    url: Option<String>,
-    poll_interval: Option<String>,
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-struct FilePurpose {
-    enabled: Option<bool>,
-    algorithms: Option<Vec<String>>,
-    token_ttl: Option<String>,
-    rotate: Option<String>,
-    typ: Option<String>,
-    rsa_bits: Option<u32>,
-}
-
-/// Built-in purposes: (name, algorithm, token_ttl); `typ` from [`default_typ`].
-const DEFAULT_PURPOSES: [(&str, &str, &str); 4] = [
-    ("access_token", "RS256", "10m"),
-    ("refresh_token", "EdDSA", "7d"),
-    ("magic_link", "EdDSA", "15m"),
-    ("reset_password_link", "EdDSA", "1h"),
-];
-const DEFAULT_ROTATE: &str = "0 0 0 1 * *";
 
 /// Parses a duration such as `90s`, `10m`, `7d` or `1h 30m`.
 pub fn parse_duration(field: &str, text: &str) -> Result<Duration, ConfigError> {
@@ -339,49 +284,7 @@ impl Config {
             poll_interval,
         };
 
-        let mut purposes = BTreeMap::new();
-        let mut written = file.purposes;
-        for (name, alg, ttl) in DEFAULT_PURPOSES {
-            let p = written.remove(name).unwrap_or_default();
-            if p.enabled == Some(false) {
-                continue;
-            }
-            let defaults = FilePurpose {
-                enabled: None,
-                algorithms: Some(vec![alg.to_owned()]),
-                token_ttl: Some(ttl.to_owned()),
-                rotate: Some(DEFAULT_ROTATE.to_owned()),
-                typ: Some(default_typ(name)),
-                rsa_bits: Some(2048),
-            };
-            purposes.insert(name.to_owned(), purpose(name, p, defaults)?);
-        }
-        for (name, p) in written {
-            if p.enabled == Some(false) {
-                continue;
-            }
-            if !valid_purpose_name(&name) {
-                return Err(invalid(
-                    format!("purposes.{name}"),
-                    "purpose names use lower-case letters, digits and '_' (at most 64), e.g. \"api_key\"",
-                ));
-            }
-            if p.token_ttl.is_none() {
-                return Err(invalid(
-                    format!("purposes.{name}.token_ttl"),
-                    "required for a purpose signet does not define; e.g. token_ttl = \"15m\"",
-                ));
-            }
-            let defaults = FilePurpose {
-                enabled: None,
-                algorithms: Some(vec!["EdDSA".to_owned()]),
-                token_ttl: None,
-                rotate: Some(DEFAULT_ROTATE.to_owned()),
-                typ: Some(default_typ(&name)),
-                rsa_bits: Some(2048),
-            };
-            purposes.insert(name.clone(), purpose(&name, p, defaults)?);
-        }
+        let purposes = file::purposes(file.purposes)?;
         if purposes.is_empty() {
             return Err(invalid(
                 "purposes",
@@ -457,65 +360,6 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
-}
-
-fn valid_purpose_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, ConfigError> {
-    let f = |k: &str| format!("purposes.{name}.{k}");
-    let names = p.algorithms.or(d.algorithms).unwrap_or_default();
-    let mut algorithms = Vec::new();
-    for a in &names {
-        let alg: Algorithm = a
-            .parse()
-            .map_err(|e| invalid(f("algorithms"), format!("{e}")))?;
-        if algorithms.contains(&alg) {
-            return Err(invalid(f("algorithms"), format!("{a} is listed twice")));
-        }
-        algorithms.push(alg);
-    }
-    if algorithms.is_empty() {
-        return Err(invalid(
-            f("algorithms"),
-            "list at least one of EdDSA, RS256, PS256, ES256",
-        ));
-    }
-    let token_ttl = parse_duration(
-        &f("token_ttl"),
-        &p.token_ttl.or(d.token_ttl).unwrap_or_default(),
-    )?;
-    if token_ttl.is_zero() {
-        return Err(invalid(f("token_ttl"), "must be at least 1s"));
-    }
-    let rotate = Schedule::parse(&p.rotate.or(d.rotate).unwrap_or_default())
-        .map_err(|e| invalid(f("rotate"), e.to_string()))?;
-    let typ = p.typ.or(d.typ).unwrap_or_default();
-    if typ.is_empty() || !typ.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            f("typ"),
-            format!("{typ:?} must be a non-empty media type, e.g. \"at+jwt\""),
-        ));
-    }
-    let rsa_bits = p.rsa_bits.or(d.rsa_bits).unwrap_or(2048);
-    if !RSA_BITS.contains(&rsa_bits) {
-        return Err(invalid(
-            f("rsa_bits"),
-            format!("{rsa_bits} is not one of 2048, 3072, 4096"),
-        ));
-    }
-    Ok(PurposeConfig {
-        algorithms,
-        token_ttl,
-        rotate,
-        typ,
-        rsa_bits,
-    })
 }
 
 #[cfg(test)]

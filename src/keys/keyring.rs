@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{KeyRecord, KeyState, SealedKey};
+use super::Algorithm;
+use super::plan::{NewKey, Plan, Refusal, Step};
+use super::record::{KeyRecord, KeyState};
 use super::schedule::Schedule;
-use super::{Algorithm, PublicJwk};
 use crate::clock::UnixTime;
 
 /// The lifecycle settings of one purpose.
@@ -56,105 +57,6 @@ pub struct Keyring {
     pub generation: u64,
     /// Every key not yet dropped, oldest first.
     pub keys: Vec<KeyRecord>,
-}
-
-/// One change to a keyring.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Generate a key for `alg`, published now, signing from `activates_at`.
-    Create {
-        /// Its algorithm.
-        alg: Algorithm,
-        /// When it starts signing.
-        activates_at: UnixTime,
-        /// When it stops, if a successor is already known (bootstrap).
-        retires_at: Option<UnixTime>,
-    },
-    /// A pending key signs from `at` (earlier than scheduled).
-    Promote {
-        /// The key.
-        kid: String,
-        /// From when.
-        at: UnixTime,
-    },
-    /// A key stops signing at `at` and stays published for the retention.
-    Retire {
-        /// The key.
-        kid: String,
-        /// When it stops signing.
-        at: UnixTime,
-    },
-    /// An operator withdrew the key at `at`.
-    Revoke {
-        /// The key.
-        kid: String,
-        /// When.
-        at: UnixTime,
-    },
-    /// Destroy the private half of a key that can no longer sign.
-    DestroyPrivate {
-        /// The key.
-        kid: String,
-    },
-    /// Drop a key that is no longer published.
-    Remove {
-        /// The key.
-        kid: String,
-    },
-}
-
-/// What must happen to a keyring, in order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    /// The steps.
-    pub steps: Vec<Step>,
-}
-
-impl Plan {
-    /// Whether nothing needs doing.
-    pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
-    }
-}
-
-/// A freshly generated key, already sealed by the caller.
-#[derive(Clone, Debug)]
-pub struct NewKey {
-    /// Its public JWK (with kid).
-    pub jwk: PublicJwk,
-    /// Its encrypted private half.
-    pub sealed: SealedKey,
-}
-
-/// An operation the lifecycle rules refuse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// No key with this kid in the keyring.
-    #[error("no key {kid} in the {purpose} keyring: `signet keys list` shows the kids")]
-    UnknownKid {
-        /// The kid asked for.
-        kid: String,
-        /// The keyring searched.
-        purpose: String,
-    },
-    /// The key was already revoked.
-    #[error("key {0} is already revoked")]
-    AlreadyRevoked(String),
-    /// The pending key is younger than the verifiers' cache lifetime.
-    #[error(
-        "pending key {kid} was published {age}s ago, less than jwks.max_age ({max_age}s): verifiers may not have it yet. Wait until {ready} or rotate with --force"
-    )]
-    PendingTooYoung {
-        /// The pending key.
-        kid: String,
-        /// Its age in seconds.
-        age: u64,
-        /// jwks.max_age in seconds.
-        max_age: u64,
-        /// When rotation becomes safe.
-        ready: UnixTime,
-    },
 }
 
 impl Keyring {

@@ -7,6 +7,7 @@ mod algorithm;
 pub mod jwk;
 mod keyring;
 mod material;
+mod plan;
 mod record;
 mod schedule;
 pub mod token;
@@ -16,8 +17,9 @@ mod lifecycle_tests;
 
 pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
 pub use jwk::{PublicJwk, PublicMembers, thumbprint};
-pub use keyring::{Keyring, NewKey, Plan, Policy, Refusal, Step};
+pub use keyring::{Keyring, Policy};
 pub use material::{KeyError, Pkcs8, RSA_BITS, SigningKey, generate, verify_signature};
+pub use plan::{NewKey, Plan, Refusal, Step};
 pub use record::{KeyRecord, KeyState, SealedKey};
 pub use schedule::{Schedule, ScheduleError};
 
