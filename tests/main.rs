@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod interop;
 mod rfc;
 mod server;
 mod store;

@@ -91,3 +91,118 @@ fn rfc7515_a2_rs256_example_verifies() {
         .is_err()
     );
 }
+
+/// RFC 7515 A.1 (HS256) and A.3 (ES256).
+const HS_JWS: &str = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const ES_JWS: &str = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+const ES_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+const ES_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+#[test]
+fn rfc7515_a1_hs256_is_refused() {
+    use signet::keys::token::{VerifyError, parse};
+    assert_eq!(
+        parse(HS_JWS).unwrap_err(),
+        VerifyError::DisallowedAlg("HS256".into())
+    );
+}
+
+#[tokio::test]
+async fn rfc7515_a3_es256_verifies_with_its_own_key_and_is_refused_by_signet() {
+    use signet::clock::{Clock, SystemClock};
+    use signet::keys::token::VerifyError;
+    use signet::verifier::Verifier;
+
+    // ring reproduces the RFC's ES256 verification...
+    let key = PublicMembers::Ec {
+        x: b64_decode(ES_X).unwrap(),
+        y: b64_decode(ES_Y).unwrap(),
+    };
+    let (input, sig) = split(ES_JWS);
+    assert!(verify_signature(
+        Algorithm::ES256,
+        &key,
+        input.as_bytes(),
+        &sig
+    ));
+    // ...but signet's JWKS does not hold that key: the server and the verifier refuse it.
+    let s = crate::common::server::TestServer::start(
+        "[purposes.access_token]\nalgorithms = [\"ES256\"]\n",
+        SystemClock.now(),
+    )
+    .await;
+    let r = s
+        .post(
+            "/v1/verify",
+            Some(crate::common::server::SIGNER),
+            serde_json::json!({"purpose": "access_token", "token": ES_JWS}),
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    let v = Verifier::builder(format!("{}/.well-known/jwks.json", s.public))
+        .purpose("access_token")
+        .build()
+        .unwrap();
+    let with_kid = {
+        // Even with a kid, the key is not in the set.
+        let header =
+            signet::keys::jwk::b64(br#"{"alg":"ES256","kid":"rfc7515-a3","typ":"at+jwt"}"#);
+        let rest = ES_JWS.split_once('.').unwrap().1;
+        format!("{header}.{rest}")
+    };
+    assert!(matches!(
+        v.verify::<serde_json::Value>(ES_JWS).await,
+        Err(VerifyError::Malformed(_))
+    ));
+    assert!(matches!(
+        v.verify::<serde_json::Value>(&with_kid).await,
+        Err(VerifyError::UnknownKid(_))
+    ));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_published_jwks_is_a_valid_rfc7517_set() {
+    use signet::clock::{Clock, SystemClock};
+    let s = crate::common::server::TestServer::start(
+        "[purposes.access_token]\nalgorithms = [\"EdDSA\", \"RS256\", \"PS256\", \"ES256\"]\n",
+        SystemClock.now(),
+    )
+    .await;
+    let jwks: serde_json::Value = s.get("/.well-known/jwks.json").await.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(
+        keys.len(),
+        14,
+        "8 access_token keys and 2 for each other purpose"
+    );
+    let mut kids = std::collections::HashSet::new();
+    signet::crypto_provider::install();
+    for k in keys {
+        let obj = k.as_object().unwrap();
+        assert!(
+            kids.insert(k["kid"].as_str().unwrap().to_owned()),
+            "duplicate kid"
+        );
+        assert_eq!(k["use"], "sig");
+        assert!(obj.contains_key("alg") && obj.contains_key("kty"));
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] {
+            assert!(!obj.contains_key(private), "{private} published");
+        }
+        let allowed: &[&str] = match k["kty"].as_str().unwrap() {
+            "RSA" => &["kty", "use", "alg", "kid", "n", "e"],
+            "EC" => &["kty", "use", "alg", "kid", "crv", "x", "y"],
+            "OKP" => &["kty", "use", "alg", "kid", "crv", "x"],
+            other => panic!("kty {other}"),
+        };
+        assert!(obj.keys().all(|m| allowed.contains(&m.as_str())), "{k}");
+        // The set parses as RFC 7517 JWKs with an independent implementation.
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(k.clone()).unwrap();
+        assert_eq!(
+            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                .unwrap(),
+            k["kid"].as_str().unwrap()
+        );
+    }
+    s.stop().await;
+}

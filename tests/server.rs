@@ -82,9 +82,10 @@ async fn jwks_lists_active_and_pending_keys_with_public_members_only() {
         "discovery",
     )
     .await;
+    assert_eq!(doc["issuer"], s.public.as_str());
     assert_eq!(
         doc["jwks_uri"],
-        "http://127.0.0.1:8080/.well-known/jwks.json"
+        format!("{}/.well-known/jwks.json", s.public)
     );
     assert_eq!(
         doc["id_token_signing_alg_values_supported"],
@@ -354,7 +355,7 @@ async fn issued_tokens_verify_with_the_jsonwebtoken_crate_against_the_public_jwk
         let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&["api"]);
-        validation.set_issuer(&["http://127.0.0.1:8080"]);
+        validation.set_issuer(&[s.public.as_str()]);
         // The server's clock is T0; check time claims against it, not the wall clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;

@@ -43,7 +43,7 @@ async fn tokens_from_signet_verify_through_its_jwks() {
     )
     .await;
     let v = Verifier::builder(format!("{}/.well-known/jwks.json", s.public))
-        .issuer("http://127.0.0.1:8080")
+        .issuer(s.public.as_str())
         .purpose("access_token")
         .clock(Arc::new(s.clock.clone()))
         .build()

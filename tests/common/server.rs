@@ -39,9 +39,14 @@ pub fn client() -> reqwest::Client {
 }
 
 impl TestServer {
-    /// Starts a server with `config` at instant `start`.
+    /// Starts a server with `config` at instant `start`; its issuer is its own public URL.
     pub async fn start(config: &str, start: UnixTime) -> TestServer {
         let home = Home::new(config);
+        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (p, a) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+        let text = std::fs::read_to_string(home.config()).unwrap();
+        std::fs::write(home.config(), format!("issuer = \"http://{p}\"\n{text}")).unwrap();
         let clock = ManualClock::new(start);
         let env = |_: &str| None;
         let config = Config::load(
@@ -64,9 +69,6 @@ impl TestServer {
         );
         service.tick().unwrap();
         let state = AppState::new(service.clone(), AdminTokens::parse(TOKENS).unwrap());
-        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (p, a) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(run(Listeners { public, admin }, state, async move {
             let _ = rx.await;
