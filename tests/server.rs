@@ -476,3 +476,67 @@ fn servers_and_the_cli_on_one_keys_directory_converge() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test]
+async fn revoking_over_http_unpublishes_the_key_at_once() {
+    let s = TestServer::start(CONFIG, T0).await;
+    let signed = json_of(
+        s.post(
+            "/v1/tokens",
+            Some(SIGNER),
+            json!({"purpose": "access_token"}),
+        )
+        .await,
+        "sign",
+    )
+    .await;
+    let kid = signed["kid"].as_str().unwrap().to_owned();
+    let url = format!("/v1/keys/{kid}/revoke");
+    assert_eq!(s.post(&url, Some(SIGNER), json!({})).await.status(), 403);
+    let r = s.post(&url, Some(ADMIN), json!({})).await;
+    assert_eq!(r.status(), 200);
+    let keys = json_of(r, "revoke").await;
+    let revoked = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .unwrap();
+    assert_eq!(revoked["state"], "revoked");
+    let jwks = json_of(s.get("/.well-known/jwks.json").await, "jwks").await;
+    assert!(
+        !kids(&jwks).contains(&kid),
+        "a revoked key is never published"
+    );
+    let r = s
+        .post(
+            "/v1/verify",
+            Some(SIGNER),
+            json!({"purpose": "access_token", "token": signed["token"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    let again = json_of(
+        s.post(
+            "/v1/tokens",
+            Some(SIGNER),
+            json!({"purpose": "access_token"}),
+        )
+        .await,
+        "sign",
+    )
+    .await;
+    assert_ne!(again["kid"], kid.as_str(), "the pending key took over");
+    assert_eq!(
+        s.post(&url, Some(ADMIN), json!({})).await.status(),
+        409,
+        "revoking twice is refused"
+    );
+    assert_eq!(
+        s.post("/v1/keys/no-such-kid/revoke", Some(ADMIN), json!({}))
+            .await
+            .status(),
+        404
+    );
+    s.stop().await;
+}

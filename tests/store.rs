@@ -205,3 +205,16 @@ fn a_writer_killed_mid_rotation_never_leaves_an_unreadable_keyring() {
         ]);
     }
 }
+
+#[test]
+fn a_keys_path_that_is_not_a_directory_is_reported() {
+    let home = Home::new(CONFIG);
+    std::fs::write(home.keys(), b"not a directory").unwrap();
+    let (status, err) = code(&home.run(&["token", "sign", "--purpose", "access_token"]));
+    assert_eq!(status, 2);
+    assert!(
+        err.contains("is not a directory") && err.contains("keys"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(home.keys()).unwrap(), b"not a directory");
+}

@@ -528,3 +528,52 @@ async fn the_axum_extractor_answers_401_with_a_bearer_challenge() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "u");
 }
+
+#[tokio::test]
+async fn jwks_fetches_refuse_redirects_errors_and_oversized_bodies() {
+    use axum::Router;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+
+    let k = key(Algorithm::EdDSA);
+    let good = JwksServer::start(&[&k]).await;
+    let good_url = good.url.clone();
+    let huge = json!({"keys": [], "padding": "x".repeat(70 * 1024)}).to_string();
+    let app = Router::new()
+        .route(
+            "/redirect",
+            get(move || {
+                let to = good_url.clone();
+                async move { (StatusCode::FOUND, [(header::LOCATION, to)]).into_response() }
+            }),
+        )
+        .route(
+            "/error",
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/huge",
+            get(move || {
+                let body = huge.clone();
+                async move { body }
+            }),
+        )
+        .route("/garbage", get(|| async { "not json" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let clock = ManualClock::new(T0);
+    let token = mint(&k, &header(&k, "at+jwt"), &claims(T0));
+    for path in ["/redirect", "/error", "/huge", "/garbage"] {
+        let v = verifier(&format!("{base}{path}"), &clock);
+        let err = v.verify::<Claims>(&token).await.unwrap_err();
+        assert!(
+            matches!(err, VerifyError::JwksUnavailable(_)),
+            "{path}: {err:?}"
+        );
+        assert_eq!(v.stats().failures, 1, "{path}");
+    }
+    assert_eq!(good.requests(), 0, "the redirect was not followed");
+}
