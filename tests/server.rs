@@ -34,6 +34,18 @@ async fn json_of(r: reqwest::Response, what: &str) -> Value {
     v
 }
 
+/// `GET /v1/keys` with the admin token.
+async fn admin_keys(s: &TestServer) -> Value {
+    let r = s
+        .http
+        .get(format!("{}/v1/keys", s.admin))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    json_of(r, "keys").await
+}
+
 fn kids(jwks: &Value) -> Vec<String> {
     jwks["keys"]
         .as_array()
@@ -153,16 +165,7 @@ async fn crossing_a_boundary_switches_keys_and_old_tokens_still_verify() {
         )
     };
     let before = json_of(sign().await, "sign").await;
-    let keys = json_of(
-        s.http
-            .get(format!("{}/v1/keys", s.admin))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap(),
-        "keys",
-    )
-    .await;
+    let keys = admin_keys(&s).await;
     let pending: Vec<String> = keys
         .as_array()
         .unwrap()
@@ -190,16 +193,7 @@ async fn crossing_a_boundary_switches_keys_and_old_tokens_still_verify() {
         kids(&jwks).contains(&before["kid"].as_str().unwrap().to_owned()),
         "the old key stays published"
     );
-    let keys = json_of(
-        s.http
-            .get(format!("{}/v1/keys", s.admin))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap(),
-        "keys",
-    )
-    .await;
+    let keys = admin_keys(&s).await;
     let old = keys
         .as_array()
         .unwrap()

@@ -108,9 +108,10 @@ impl KeyService {
         self.clock.now()
     }
 
-    /// The current snapshot.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
+    /// The current snapshot. The guard is cheap (no reference count on the
+    /// fast path); hold it only for the duration of a request.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
     }
 
     fn policy(&self, purpose: &str) -> Result<Policy, ServiceError> {
@@ -149,7 +150,8 @@ impl KeyService {
     /// a key changed state since it was built. Returns whether it rebuilt.
     pub fn refresh(&self) -> Result<bool, ServiceError> {
         let now = self.now();
-        let current = self.snapshot();
+        // Held across IO: a full reference, not a guard.
+        let current = self.snapshot.load_full();
         let keyrings = load_all(&self.config, self.store.as_ref())?;
         let same = keyrings.len() == current.purposes.len()
             && keyrings.iter().all(|k| {
