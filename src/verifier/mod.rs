@@ -19,8 +19,9 @@
 //!
 //! Keys are fetched once and kept for the JWKS's `Cache-Control: max-age`
 //! (clamped); an unknown kid triggers one refetch shared by all concurrent
-//! callers, at most once per cooldown; if the endpoint fails, the last good
-//! key set keeps verifying up to a stale limit. Time comes from a
+//! callers, at most once per cooldown; past `max-age` a known kid answers at
+//! once while the set is revalidated in the background; if the endpoint
+//! fails, the last good key set keeps verifying up to a stale limit. Time comes from a
 //! [`Clock`], so tests move it instead of sleeping.
 
 mod builder;
@@ -184,11 +185,21 @@ impl Verifier {
     async fn key(&self, kid: &str) -> Result<Arc<Key>, VerifyError> {
         let now = self.0.cfg.clock.now();
         let seen = self.0.set.load_full();
-        if seen.loaded && now < seen.fresh_until {
+        if seen.loaded && now < seen.stale_until {
             if let Some(k) = seen.keys.get(kid) {
+                if now >= seen.fresh_until {
+                    // Stale but usable: answer now and revalidate in the
+                    // background, so a slow or hanging endpoint never stalls
+                    // requests whose key is known.
+                    self.0.counters.stale_uses.fetch_add(1, Ordering::Relaxed);
+                    if !self.cooling(now) {
+                        let (v, seen) = (self.clone(), seen.clone());
+                        tokio::spawn(async move { v.refresh(&seen, now).await });
+                    }
+                }
                 return Ok(k.clone());
             }
-            if self.0.unknown.contains_key(kid) {
+            if now < seen.fresh_until && self.0.unknown.contains_key(kid) {
                 return Err(VerifyError::UnknownKid(kid.to_owned()));
             }
         }
