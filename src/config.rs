@@ -112,6 +112,9 @@ pub struct PurposeConfig {
 pub struct Config {
     /// `iss` of every token, and the OIDC issuer.
     pub issuer: String,
+    /// Whether `issuer` was left to its default (then it follows the public address).
+    #[serde(skip)]
+    pub issuer_is_default: bool,
     /// Clock skew tolerated on `exp`/`nbf`, added to key retention.
     #[serde(with = "human")]
     pub leeway: Duration,
@@ -202,6 +205,7 @@ impl Config {
             }
         };
 
+        let issuer_is_default = file.issuer.is_none() && env("SIGNET_ISSUER").is_none();
         let (issuer, src) = pick("SIGNET_ISSUER", file.issuer, "http://127.0.0.1:8080");
         let issuer_field = field("issuer", src);
         if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
@@ -291,8 +295,9 @@ impl Config {
                 "every purpose is disabled; enable at least one",
             ));
         }
-        let config = Config {
+        let mut config = Config {
             issuer,
+            issuer_is_default,
             leeway,
             server,
             jwks: JwksConfig {
@@ -302,6 +307,7 @@ impl Config {
             purposes,
             source: path,
         };
+        config.set_public_addr(config.server.public_addr);
         config.check_rules(now)?;
         Ok(config)
     }
@@ -342,6 +348,25 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Sets the public address (a `--public-addr` flag). An issuer left to its
+    /// default follows it, so discovery points at where the JWKS really is.
+    pub fn set_public_addr(&mut self, addr: SocketAddr) {
+        self.server.public_addr = addr;
+        if self.issuer_is_default {
+            let host = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            self.issuer = format!("http://{host}:{}", addr.port());
+        }
     }
 
     /// The lifecycle policy of a purpose.

@@ -235,9 +235,11 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
     )?;
     match cli.command {
         Command::Serve(args) => {
-            config.server.public_addr = args.public_addr.unwrap_or(config.server.public_addr);
+            if let Some(addr) = args.public_addr {
+                config.set_public_addr(addr);
+            }
             config.server.admin_addr = args.admin_addr.unwrap_or(config.server.admin_addr);
-            serve::run(open(config, env, clock)?, env)
+            serve::run(config, env, clock)
         }
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.to_toml());

@@ -2,19 +2,41 @@
 
 use std::sync::Arc;
 
-use super::CliError;
+use super::{CliError, open};
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::http::AppState;
 use crate::http::auth::{AdminTokens, TokenSource};
 use crate::server::{Listeners, run as serve, shutdown_signal};
-use crate::service::KeyService;
 
 pub(super) fn run(
-    service: KeyService,
+    mut config: Config,
     env: &dyn Fn(&str) -> Option<String>,
+    clock: Arc<dyn Clock>,
 ) -> Result<(), CliError> {
-    let config = service.config().clone();
-    // Bootstrap or catch up before listening, so /readyz is true from the start.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;
+    let bind = |addr| {
+        runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|e| CliError::Usage(format!("cannot listen on {addr}: {e}")))
+    };
+    let listeners = Listeners {
+        public: bind(config.server.public_addr)?,
+        admin: bind(config.server.admin_addr)?,
+    };
+    let (public, admin) = (listeners.public.local_addr(), listeners.admin.local_addr());
+    if let (Ok(public), Ok(admin)) = (public, admin) {
+        // Port 0 becomes a real port: a default issuer follows it.
+        config.set_public_addr(public);
+        config.server.admin_addr = admin;
+    }
+    let service = open(config, env, clock)?;
+    // Bootstrap or catch up before serving, so /readyz is true from the start.
     service.tick()?;
+    let config = service.config().clone();
     let (tokens, source) =
         AdminTokens::load(env("SIGNET_ADMIN_TOKENS").as_deref(), &config.store.path)
             .map_err(CliError::Usage)?;
@@ -28,27 +50,15 @@ pub(super) fn run(
         }
         TokenSource::Environment => {}
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async move {
-        let bind = |addr| async move {
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| CliError::Usage(format!("cannot listen on {addr}: {e}")))
-        };
-        let listeners = Listeners {
-            public: bind(config.server.public_addr).await?,
-            admin: bind(config.server.admin_addr).await?,
-        };
-        let (public, admin) = (listeners.public.local_addr(), listeners.admin.local_addr());
-        if let (Ok(public), Ok(admin)) = (public, admin) {
-            tracing::info!(%public, %admin, store = %config.store.path.display(), "listening");
-        }
-        let state = AppState::new(Arc::new(service), tokens);
-        serve(listeners, state, shutdown_signal())
-            .await
-            .map_err(|e| CliError::Usage(format!("server error: {e}")))
-    })
+    tracing::info!(
+        public = %config.server.public_addr,
+        admin = %config.server.admin_addr,
+        issuer = %config.issuer,
+        store = %config.store.path.display(),
+        "listening"
+    );
+    let state = AppState::new(Arc::new(service), tokens);
+    runtime
+        .block_on(serve(listeners, state, shutdown_signal()))
+        .map_err(|e| CliError::Usage(format!("server error: {e}")))
 }

@@ -167,3 +167,22 @@ fn the_effective_configuration_renders_as_toml() {
     );
     assert_eq!(back["jwks"]["max_age"].as_str(), Some("5m"));
 }
+
+#[test]
+fn a_default_issuer_follows_the_public_address() {
+    let c = load(
+        "[server]\npublic_addr = \"127.0.0.1:9000\"\nadmin_addr = \"127.0.0.1:9001\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.issuer, "http://127.0.0.1:9000");
+    let mut c = load("", &[]).unwrap();
+    c.set_public_addr("0.0.0.0:7000".parse().unwrap());
+    assert_eq!(c.issuer, "http://127.0.0.1:7000");
+    let mut c = load("issuer = \"https://auth.example.com\"\n", &[]).unwrap();
+    c.set_public_addr("127.0.0.1:7000".parse().unwrap());
+    assert_eq!(
+        c.issuer, "https://auth.example.com",
+        "an explicit issuer never moves"
+    );
+}

@@ -27,7 +27,6 @@ pub enum Role {
     Admin,
 }
 
-#[derive(Debug)]
 struct Entry {
     name: String,
     role: Role,
@@ -35,9 +34,19 @@ struct Entry {
 }
 
 /// The configured admin tokens (digests only).
-#[derive(Debug)]
 pub struct AdminTokens {
     entries: Vec<Entry>,
+}
+
+impl std::fmt::Debug for AdminTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<(&str, Role)> = self
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.role))
+            .collect();
+        write!(f, "AdminTokens({names:?}, <redacted>)")
+    }
 }
 
 /// Where the admin tokens came from.
