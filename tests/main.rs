@@ -2,6 +2,7 @@
 #![allow(unreachable_pub, missing_docs)] // a test binary has no API
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+mod admin;
 mod cli;
 mod common;
 mod interop;
@@ -9,3 +10,4 @@ mod rfc;
 mod server;
 mod store;
 mod verifier;
+mod verifier_checks;
