@@ -255,3 +255,23 @@ fn token_verify_with_a_jwks_url_uses_the_embedded_verifier() {
     assert!(err.contains("https"), "{err}");
     serve.stop();
 }
+
+#[test]
+fn rotating_every_purpose_is_refused_whole_when_one_pending_key_is_too_young() {
+    let home = Home::new(ED);
+    // Keys made an hour ago: every pending key is old enough...
+    sign_in_the_past(&home, Duration::from_secs(3600));
+    // ...until access_token is force-rotated and gets a brand-new pending key.
+    home.ok(&["keys", "rotate", "access_token", "--force"]);
+    let before = home.ok(&["keys", "list", "--json"]);
+    let (status, err) = code(&home.run(&["keys", "rotate"]));
+    assert_eq!(status, 1, "{err}");
+    assert!(err.contains("pending access_token key"), "{err}");
+    assert_eq!(
+        home.ok(&["keys", "list", "--json"]),
+        before,
+        "no purpose was rotated"
+    );
+    home.ok(&["keys", "rotate", "refresh_token"]);
+    assert_ne!(home.ok(&["keys", "list", "--json"]), before);
+}

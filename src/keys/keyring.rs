@@ -222,6 +222,7 @@ impl Keyring {
             let ready = next.published_at.plus(policy.max_age);
             if ready > now && !force {
                 return Err(Refusal::PendingTooYoung {
+                    purpose: self.purpose.clone(),
                     kid: next.kid.clone(),
                     age: now.since(next.published_at).as_secs(),
                     max_age: policy.max_age.as_secs(),

@@ -89,9 +89,11 @@ pub enum Refusal {
     AlreadyRevoked(String),
     /// The pending key is younger than the verifiers' cache lifetime.
     #[error(
-        "pending key {kid} was published {age}s ago, less than jwks.max_age ({max_age}s): verifiers may not have it yet. Wait until {ready} or rotate with --force"
+        "the pending {purpose} key {kid} was published {age}s ago, less than jwks.max_age ({max_age}s): verifiers may not have it yet. Wait until {ready} or rotate with --force"
     )]
     PendingTooYoung {
+        /// The keyring.
+        purpose: String,
         /// The pending key.
         kid: String,
         /// Its age in seconds.

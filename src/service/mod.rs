@@ -178,6 +178,15 @@ impl KeyService {
             }
             None => self.config.purposes.keys().cloned().collect(),
         };
+        if !force {
+            // Refuse before changing anything, rather than after rotating some purposes.
+            let now = self.now();
+            for p in &purposes {
+                if let Some(ring) = self.store.load(p)? {
+                    ring.rotate(now, &self.policy(p)?, false)?;
+                }
+            }
+        }
         for p in &purposes {
             self.change(p, |ring, now, policy| ring.rotate(now, policy, force))?;
         }
