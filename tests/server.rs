@@ -270,3 +270,47 @@ fn servers_and_the_cli_on_one_keys_directory_converge() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test]
+async fn the_routers_are_values_tests_drive_without_a_socket() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let s = TestServer::start(CONFIG, T0).await;
+    let state = signet::http::AppState::new(
+        s.service.clone(),
+        signet::http::AdminTokens::parse(crate::common::server::TOKENS).unwrap(),
+    );
+    let public = signet::http::public_router(state.clone());
+    let r = public
+        .clone()
+        .oneshot(
+            Request::get("/.well-known/jwks/magic_link.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value =
+        serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(kids(&body).len(), 2);
+    let r = public
+        .oneshot(Request::get("/v1/keys").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the admin API is not on the public router");
+    let admin = signet::http::admin_router(state);
+    let r = admin
+        .oneshot(
+            Request::get("/.well-known/jwks.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the JWKS is not on the admin router");
+    s.stop().await;
+}
