@@ -209,16 +209,7 @@ fn tokens_never_reach_the_log() {
 #[tokio::test]
 async fn revoking_over_http_unpublishes_the_key_at_once() {
     let s = TestServer::start(CONFIG, T0).await;
-    let signed = json_of(
-        s.post(
-            "/v1/tokens",
-            Some(SIGNER),
-            json!({"purpose": "access_token"}),
-        )
-        .await,
-        "sign",
-    )
-    .await;
+    let signed = json_of(s.sign(json!({"purpose": "access_token"})).await, "sign").await;
     let kid = signed["kid"].as_str().unwrap().to_owned();
     let url = format!("/v1/keys/{kid}/revoke");
     assert_eq!(s.post(&url, Some(SIGNER), json!({})).await.status(), 403);
@@ -237,24 +228,9 @@ async fn revoking_over_http_unpublishes_the_key_at_once() {
         !kids(&jwks).contains(&kid),
         "a revoked key is never published"
     );
-    let r = s
-        .post(
-            "/v1/verify",
-            Some(SIGNER),
-            json!({"purpose": "access_token", "token": signed["token"]}),
-        )
-        .await;
+    let r = s.verify("access_token", &signed["token"]).await;
     assert_eq!(r.status(), 401);
-    let again = json_of(
-        s.post(
-            "/v1/tokens",
-            Some(SIGNER),
-            json!({"purpose": "access_token"}),
-        )
-        .await,
-        "sign",
-    )
-    .await;
+    let again = json_of(s.sign(json!({"purpose": "access_token"})).await, "sign").await;
     assert_ne!(again["kid"], kid.as_str(), "the pending key took over");
     assert_eq!(
         s.post(&url, Some(ADMIN), json!({})).await.status(),

@@ -202,26 +202,14 @@ async fn crossing_a_boundary_switches_keys_and_old_tokens_still_verify() {
     assert_eq!(old["state"], "retiring");
 
     // The token signed a minute before the boundary still verifies.
-    let r = s
-        .post(
-            "/v1/verify",
-            Some(SIGNER),
-            json!({"purpose": "access_token", "token": late["token"]}),
-        )
-        .await;
+    let r = s.verify("access_token", &late["token"]).await;
     assert_eq!(r.status(), 200);
     let v = json_of(r, "verify").await;
     assert_eq!(v["kid"], before["kid"]);
     assert_eq!(v["claims"]["sub"], "u");
     // After it expires, it does not.
     s.clock.set(UnixTime(DEC1.0 + 600));
-    let r = s
-        .post(
-            "/v1/verify",
-            Some(SIGNER),
-            json!({"purpose": "access_token", "token": late["token"]}),
-        )
-        .await;
+    let r = s.verify("access_token", &late["token"]).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         r.headers()["www-authenticate"],

@@ -110,6 +110,21 @@ impl TestServer {
         req.send().await.unwrap()
     }
 
+    /// `POST /v1/tokens` with the signer token.
+    pub async fn sign(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/tokens", Some(SIGNER), body).await
+    }
+
+    /// `POST /v1/verify` with the signer token.
+    pub async fn verify(&self, purpose: &str, token: &serde_json::Value) -> reqwest::Response {
+        self.post(
+            "/v1/verify",
+            Some(SIGNER),
+            serde_json::json!({"purpose": purpose, "token": token}),
+        )
+        .await
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
