@@ -218,3 +218,13 @@ fn a_keys_path_that_is_not_a_directory_is_reported() {
     );
     assert_eq!(std::fs::read(home.keys()).unwrap(), b"not a directory");
 }
+
+#[test]
+fn an_existing_keys_directory_is_tightened_to_0700() {
+    let home = Home::new(CONFIG);
+    std::fs::create_dir(home.keys()).unwrap();
+    std::fs::set_permissions(home.keys(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    home.ok(&["token", "sign", "--purpose", "access_token"]);
+    let mode = std::fs::metadata(home.keys()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}

@@ -75,8 +75,17 @@ impl FileStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
         let dir = dir.into();
         ensure_dir(&dir)?;
+        // A checkout creates keys/ with the umask's mode: tighten it, as the
+        // private keys will live there.
         if fs::metadata(&dir).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
-            tracing::warn!(dir = %dir.display(), "the keys directory is readable by other users; run chmod 700 on it");
+            match fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)) {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "set the keys directory to mode 0700")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "the keys directory is open to other users and cannot be changed; run chmod 700 on it")
+                }
+            }
         }
         Ok(FileStore { dir })
     }
