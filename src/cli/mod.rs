@@ -275,9 +275,9 @@ pub fn open(
     let store = FileStore::open(&config.store.path)?;
     let (master, source) = MasterKeys::load(env("SIGNET_MASTER_KEYS").as_deref(), store.dir())?;
     if let MasterSource::Created(path) = &source {
-        eprintln!(
-            "signet: created a development master key at {} (set SIGNET_MASTER_KEYS in production)",
-            path.display()
+        tracing::warn!(
+            path = %path.display(),
+            "no SIGNET_MASTER_KEYS: created a development master key; set SIGNET_MASTER_KEYS in production"
         );
     }
     let store: Arc<dyn KeyStore> = Arc::new(store);
