@@ -27,26 +27,18 @@ impl UnixTime {
     pub fn since(self, earlier: UnixTime) -> Duration {
         Duration::from_secs(self.0.saturating_sub(earlier.0))
     }
-
-    /// RFC 3339 rendering in UTC, for people.
-    pub fn to_rfc3339(self) -> String {
-        humanize(self)
-    }
 }
 
+/// RFC 3339 in UTC, for people.
 impl fmt::Display for UnixTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&humanize(*self))
-    }
-}
-
-fn humanize(t: UnixTime) -> String {
-    match i64::try_from(t.0)
-        .ok()
-        .and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0))
-    {
-        Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        None => format!("@{}", t.0),
+        match i64::try_from(self.0)
+            .ok()
+            .and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0))
+        {
+            Some(dt) => f.write_str(&dt.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            None => write!(f, "@{}", self.0),
+        }
     }
 }
 

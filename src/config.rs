@@ -126,9 +126,6 @@ pub struct Config {
     pub store: StoreConfig,
     /// Token purposes by name.
     pub purposes: BTreeMap<String, PurposeConfig>,
-    /// The file this was read from, if any.
-    #[serde(skip)]
-    pub source: Option<PathBuf>,
 }
 
 mod human {
@@ -305,7 +302,6 @@ impl Config {
             },
             store,
             purposes,
-            source: path,
         };
         config.set_public_addr(config.server.public_addr);
         config.check_rules(now)?;

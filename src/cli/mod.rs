@@ -15,9 +15,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Sources};
+use crate::http::auth::ADMIN_TOKEN_FILE;
 use crate::keys::token::VerifyError;
 use crate::service::{KeyService, ServiceError, SignError};
-use crate::storage::seal::{MasterKeys, MasterSource};
+use crate::storage::seal::{MASTER_KEY_FILE, MasterKeys, MasterSource};
 use crate::storage::{FileStore, KeyStore, StoreError};
 
 /// signet: rotating asymmetric JWT signing keys, published as a JWKS.
@@ -246,12 +247,12 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
             let master = if env("SIGNET_MASTER_KEYS").is_some() {
                 "SIGNET_MASTER_KEYS (set, redacted)".to_owned()
             } else {
-                format!("{}", config.store.path.join("master.key").display())
+                format!("{}", config.store.path.join(MASTER_KEY_FILE).display())
             };
             let admin = if env("SIGNET_ADMIN_TOKENS").is_some() {
                 "SIGNET_ADMIN_TOKENS (set, redacted)".to_owned()
             } else {
-                format!("{}", config.store.path.join("admin.token").display())
+                format!("{}", config.store.path.join(ADMIN_TOKEN_FILE).display())
             };
             println!("\n# secrets\n# master keys: {master}\n# admin tokens: {admin}");
             Ok(())

@@ -2,6 +2,8 @@
 //! (RFC 9457) in one place. Clients get a stable `type` and a safe `detail`;
 //! internal causes go to the log only.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -38,59 +40,61 @@ struct Problem<'a> {
     type_: &'a str,
     title: &'a str,
     status: u16,
-    detail: &'a str,
+    detail: Cow<'a, str>,
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, &str) {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, Cow<'_, str>) {
         match self {
             ApiError::Invalid(s, d) => (
                 *s,
                 "urn:signet:problem:invalid-request",
                 "Invalid request",
-                d,
+                Cow::Borrowed(d),
             ),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "urn:signet:problem:unauthorized",
                 "Unauthorized",
-                "send Authorization: Bearer <token> with a configured admin token",
+                Cow::Borrowed("send Authorization: Bearer <token> with a configured admin token"),
             ),
             ApiError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 "urn:signet:problem:forbidden",
                 "Forbidden",
-                "this token's role may not call this route; key management needs the admin role",
+                Cow::Borrowed(
+                    "this token's role may not call this route; key management needs the admin role",
+                ),
             ),
             ApiError::NotFound(d) => (
                 StatusCode::NOT_FOUND,
                 "urn:signet:problem:not-found",
                 "Not found",
-                d,
+                Cow::Borrowed(d),
             ),
             ApiError::Refused(d) => (
                 StatusCode::CONFLICT,
                 "urn:signet:problem:refused",
                 "Refused",
-                d,
+                Cow::Borrowed(d),
             ),
-            ApiError::InvalidToken(_) => (
+            ApiError::InvalidToken(e) => (
                 StatusCode::UNAUTHORIZED,
                 "urn:signet:problem:invalid-token",
                 "Invalid token",
-                "",
+                Cow::Owned(e.to_string()),
             ),
             ApiError::Unavailable(d) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "urn:signet:problem:unavailable",
                 "Unavailable",
-                d,
+                Cow::Borrowed(d),
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "urn:signet:problem:internal",
                 "Internal error",
-                "an internal error occurred; the server log has the cause",
+                Cow::Borrowed("an internal error occurred; the server log has the cause"),
             ),
         }
     }
@@ -101,12 +105,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "request failed");
         }
-        let detail_owned;
-        let (status, type_, title, mut detail) = self.parts();
-        if let ApiError::InvalidToken(e) = &self {
-            detail_owned = e.to_string();
-            detail = &detail_owned;
-        }
+        let (status, type_, title, detail) = self.parts();
         let body = serde_json::to_vec(&Problem {
             type_,
             title,

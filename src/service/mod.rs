@@ -246,7 +246,7 @@ impl KeyService {
     pub fn keys_of(&self, purpose: Option<&str>) -> Vec<KeyInfo> {
         let now = self.now();
         let snap = self.snapshot();
-        let t = |t: UnixTime| t.to_rfc3339();
+        let t = |t: UnixTime| t.to_string();
         snap.purposes
             .values()
             .filter(|p| purpose.is_none_or(|want| p.keyring.purpose == want))

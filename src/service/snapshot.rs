@@ -185,14 +185,6 @@ impl Snapshot {
             jwks,
         })
     }
-
-    /// The generation of each keyring in this snapshot.
-    pub fn generations(&self) -> BTreeMap<&str, u64> {
-        self.purposes
-            .iter()
-            .map(|(p, k)| (p.as_str(), k.keyring.generation))
-            .collect()
-    }
 }
 
 /// Decrypts and parses a stored private key, checking it is the key its kid names.

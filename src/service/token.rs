@@ -7,7 +7,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::KeyService;
-use crate::clock::UnixTime;
 use crate::keys::jwk::b64;
 use crate::keys::token::{Expectations, VerifyError, parse, sign_compact};
 use crate::keys::{Algorithm, KeyError};
@@ -168,15 +167,6 @@ impl KeyService {
     /// Verifies a token of `purpose` against that purpose's published keys at now.
     pub fn verify(&self, purpose: &str, token: &str) -> Result<Verified, VerifyError> {
         let now = self.now();
-        self.verify_at(purpose, token, now)
-    }
-
-    fn verify_at(
-        &self,
-        purpose: &str,
-        token: &str,
-        now: UnixTime,
-    ) -> Result<Verified, VerifyError> {
         let config = self.config();
         let typ = config.purposes.get(purpose).map(|p| p.typ.as_str());
         let parsed = parse(token)?;
