@@ -14,15 +14,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::UnixTime;
-use crate::keys::{Algorithm, Policy, Schedule};
+use crate::keys::{Algorithm, MAX_RETIRING, Policy, Schedule};
 
 use file::File;
 
 /// The file read when neither `--config` nor `SIGNET_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "signet.toml";
-/// The JWKS may hold at most this many keys of one purpose at once per
-/// algorithm; a `token_ttl` that needs more is refused.
-const MAX_RETIRING: u32 = 8;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -321,22 +318,27 @@ impl Config {
                 ));
             };
             let show = |d: Duration| humantime::format_duration(d).to_string();
-            if self.jwks.max_age > period {
+            let Some(policy) = self.policy(name) else {
+                continue;
+            };
+            if policy.lead() > period {
                 return Err(invalid(
                     "jwks.max_age",
                     format!(
-                        "{} is longer than the rotation period of {name} ({}): a new key could not be published for max_age before it signs. Shorten jwks.max_age or rotate {name} less often",
+                        "{} plus store.poll_interval ({}) is longer than the rotation period of {name} ({}): a new key could not be published that long before it signs (rule 2). Shorten jwks.max_age or store.poll_interval, or rotate {name} less often",
                         show(self.jwks.max_age),
+                        show(self.store.poll_interval),
                         show(period)
                     ),
                 ));
             }
-            let retention = p.token_ttl + self.leeway + self.jwks.max_age;
-            if retention > period * MAX_RETIRING {
+            // MAX_RETIRING is a small constant: the cast cannot truncate.
+            let cap = MAX_RETIRING as u32;
+            if policy.retention() > period * cap {
                 return Err(invalid(
                     format!("purposes.{name}.token_ttl"),
                     format!(
-                        "{} (plus leeway and max_age) outlives {MAX_RETIRING} rotation periods of {}: the JWKS would carry more than {MAX_RETIRING} retired keys. Shorten token_ttl or rotate less often",
+                        "{} (plus leeway, jwks.max_age and store.poll_interval) outlives {cap} rotation periods of {}: the JWKS would carry more than {cap} retired keys (rule 3). Shorten token_ttl or rotate less often",
                         show(p.token_ttl),
                         show(period)
                     ),
@@ -373,6 +375,7 @@ impl Config {
             token_ttl: p.token_ttl,
             leeway: self.leeway,
             max_age: self.jwks.max_age,
+            poll_interval: self.store.poll_interval,
             schedule: p.rotate.clone(),
         })
     }

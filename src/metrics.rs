@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::Config;
 use crate::keys::{Algorithm, KeyState};
-use crate::service::Snapshot;
+use crate::service::{Snapshot, StoreErrors};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -68,8 +68,9 @@ fn counters<const N: usize>(
 }
 
 impl Metrics {
-    /// Registers every metric and pre-creates the counters of `config`'s purposes.
-    pub fn new(config: &Config) -> Metrics {
+    /// Registers every metric and pre-creates the counters of `config`'s
+    /// purposes; `store_errors` is the service's own count of store failures.
+    pub fn new(config: &Config, store_errors: StoreErrors) -> Metrics {
         let mut registry = Registry::with_prefix("signet");
         let requests_f = Family::<Labels, Counter>::default();
         let signed_f = Family::<Labels, Counter>::default();
@@ -98,6 +99,11 @@ impl Metrics {
             rotations_f.clone(),
         );
         registry.register("keys", "Keys by purpose and state", keys.clone());
+        registry.register(
+            "store_errors",
+            "Failures to load, change or decrypt a purpose's keyring",
+            store_errors,
+        );
         registry.register(
             "next_rotation_seconds",
             "Seconds until each purpose's pending key starts signing",

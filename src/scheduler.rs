@@ -77,11 +77,8 @@ async fn tick(state: &AppState, purpose: &str) {
 async fn refresh(state: &AppState) {
     let service = state.service.clone();
     match tokio::task::spawn_blocking(move || service.refresh()).await {
-        Ok(Ok(true)) => tracing::debug!("snapshot rebuilt"),
-        Ok(Ok(false)) => {}
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot reload keyrings; serving the previous ones")
-        }
+        Ok(true) => tracing::debug!("snapshot rebuilt"),
+        Ok(false) => {}
         Err(e) => tracing::error!(error = %e, "reload task failed"),
     }
 }

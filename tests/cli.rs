@@ -36,8 +36,8 @@ fn a_signed_token_verifies_and_survives_rotation_until_it_expires() {
     let exp = claims["exp"].as_u64().unwrap();
     assert_eq!(
         exp - claims["iat"].as_u64().unwrap(),
-        600,
-        "the purpose's token_ttl"
+        600 + 60,
+        "the purpose's token_ttl, from an iat backdated by the leeway"
     );
 
     // A manual rotation right after bootstrap is refused (the pending key is too young) ...

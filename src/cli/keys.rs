@@ -5,23 +5,37 @@ use serde_json::{Map, Value};
 use super::{CliError, KeysCommand, TokenCommand};
 use crate::config::{Config, parse_duration};
 use crate::keys::Algorithm;
-use crate::service::{KeyInfo, KeyService, SignRequest};
+use crate::service::{KeyInfo, KeyService, ProblemKind, SignRequest};
 use crate::verifier::Verifier;
 
 pub(super) fn run(cmd: KeysCommand, service: KeyService) -> Result<(), CliError> {
     match cmd {
         KeysCommand::List { json } => {
             print_keys(&service.keys_of(None), json);
-            Ok(())
+            // The keys that could be read are listed; what is broken (a
+            // keyring that cannot be read, an active key that cannot sign) is
+            // reported after them, with exit 2.
+            let problems: Vec<_> = service
+                .problems()
+                .into_iter()
+                .filter(|p| p.kind != ProblemKind::NoActiveKey)
+                .collect();
+            if problems.is_empty() {
+                return Ok(());
+            }
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.purpose, p.detail))
+                .collect();
+            Err(CliError::Usage(lines.join("\nsignet: ")))
         }
         KeysCommand::Rotate { purpose, force } => {
-            service.tick()?;
+            // Rotation applies what is due first, under the lock.
             let keys = service.rotate(purpose.as_deref(), force)?;
             print_keys(&keys, false);
             Ok(())
         }
         KeysCommand::Revoke { kid } => {
-            service.tick()?;
             let keys = service.revoke(&kid)?;
             print_keys(&keys, false);
             Ok(())
@@ -50,7 +64,15 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
                 .map(str::parse::<Algorithm>)
                 .transpose()
                 .map_err(|e| CliError::Usage(e.to_string()))?;
-            service.tick()?;
+            // Bootstrap or catch up every purpose; only the one signing for
+            // must succeed (the others' failures are theirs to report).
+            for purpose in service.config().purposes.keys() {
+                let result = service.tick_purpose(purpose);
+                if *purpose == args.purpose {
+                    result?;
+                }
+            }
+            service.refresh();
             let signed = service.sign(SignRequest {
                 purpose: args.purpose,
                 claims,

@@ -187,6 +187,7 @@ impl From<SignError> for CliError {
         match e {
             SignError::UnknownPurpose(_)
             | SignError::AlgNotConfigured { .. }
+            | SignError::KeyUnavailable { .. }
             | SignError::Key(_) => CliError::Usage(e.to_string()),
             other => CliError::Refused(other.to_string()),
         }

@@ -35,7 +35,10 @@ pub(super) fn run(
     }
     let service = open(config, env, clock)?;
     // Bootstrap or catch up before serving, so /readyz is true from the start.
-    service.tick()?;
+    // A purpose that fails is logged and reported by /readyz; the others serve.
+    if let Err(e) = service.tick() {
+        tracing::error!(error = %e, "a keyring could not be brought up to date; /readyz names the purpose");
+    }
     let config = service.config().clone();
     let (tokens, source) =
         AdminTokens::load(env("SIGNET_ADMIN_TOKENS").as_deref(), &config.store.path)

@@ -140,7 +140,9 @@ impl From<JsonRejection> for ApiError {
 impl From<SignError> for ApiError {
     fn from(e: SignError) -> Self {
         match e {
-            SignError::NoSigningKey { .. } => ApiError::Unavailable(e.to_string()),
+            SignError::NoSigningKey { .. } | SignError::KeyUnavailable { .. } => {
+                ApiError::Unavailable(e.to_string())
+            }
             SignError::Key(e) => ApiError::Internal(e.to_string()),
             other => ApiError::Invalid(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
         }

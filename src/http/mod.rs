@@ -45,7 +45,7 @@ impl AppState {
     /// Builds the state; renders the discovery document once.
     pub fn new(service: Arc<KeyService>, tokens: AdminTokens) -> AppState {
         let config = service.config();
-        let metrics = Metrics::new(config);
+        let metrics = Metrics::new(config, service.store_errors().clone());
         let discovery = Bytes::from(public::discovery_document(config));
         let cache_control = HeaderValue::from_str(&format!(
             "public, max-age={}",

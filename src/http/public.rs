@@ -101,30 +101,19 @@ async fn discovery(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, JSON)], state.discovery.clone()).into_response()
 }
 
+/// Ready when every purpose can sign as the store says it should; otherwise
+/// 503 with the purposes and short reasons (the details go to the log).
 async fn ready(State(state): State<AppState>) -> Response {
-    let now = state.service.now();
-    let snap = state.service.snapshot();
-    let missing: Vec<String> = state
-        .service
-        .config()
-        .purposes
-        .iter()
-        .flat_map(|(name, p)| p.algorithms.iter().map(move |a| (name, *a)))
-        .filter(|(name, alg)| {
-            !snap.purposes.get(name.as_str()).is_some_and(|k| {
-                k.signers
-                    .iter()
-                    .any(|s| s.key.alg() == *alg && s.signs_at(now))
-            })
-        })
-        .map(|(name, alg)| format!("{name}/{alg}"))
-        .collect();
-    if missing.is_empty() {
-        "ready\n".into_response()
+    let problems = state.service.problems();
+    let (status, body) = if problems.is_empty() {
+        (StatusCode::OK, json!({ "status": "ready" }))
     } else {
-        ApiError::Unavailable(format!("no signing key yet for {}", missing.join(", ")))
-            .into_response()
-    }
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "unavailable", "problems": problems }),
+        )
+    };
+    (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

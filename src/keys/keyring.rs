@@ -17,6 +17,11 @@ use super::record::{KeyRecord, KeyState};
 use super::schedule::Schedule;
 use crate::clock::UnixTime;
 
+/// At most this many retiring keys per algorithm: a configuration whose
+/// scheduled rotation would keep more is refused at load (rule 4), and a
+/// manual rotation that would exceed it is refused (rule 9).
+pub const MAX_RETIRING: usize = 8;
+
 /// The lifecycle settings of one purpose.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -28,22 +33,31 @@ pub struct Policy {
     pub leeway: Duration,
     /// How long verifiers may cache the JWKS (`Cache-Control: max-age`).
     pub max_age: Duration,
+    /// How long another process sharing the store may take to see a write.
+    pub poll_interval: Duration,
     /// When successors take over.
     pub schedule: Schedule,
 }
 
 impl Policy {
+    /// How long a key is published before it may sign: every verifier's cache
+    /// and every process sharing the store has it by then (rule 2).
+    pub fn lead(&self) -> Duration {
+        self.max_age + self.poll_interval
+    }
+
     /// How long a key stays published after it stops signing: every token it
-    /// signed has expired, with leeway, in every verifier's cache (rule 3).
+    /// signed, including those signed by a process that has not yet seen the
+    /// change, has expired, with leeway, in every verifier's cache (rule 3).
     pub fn retention(&self) -> Duration {
-        self.token_ttl + self.leeway + self.max_age
+        self.token_ttl + self.leeway + self.max_age + self.poll_interval
     }
 
     /// The activation instant of a successor created at `now` for a key that
-    /// activated at `current`: the first boundary at least `max_age` away
+    /// activated at `current`: the first boundary at least the lead away
     /// (rule 2) and strictly after `current`.
     fn successor_activation(&self, now: UnixTime, current: UnixTime) -> UnixTime {
-        let earliest = now.plus(self.max_age).max(UnixTime(current.0 + 1));
+        let earliest = now.plus(self.lead()).max(UnixTime(current.0 + 1));
         self.schedule.next_at_or_after(earliest).unwrap_or(earliest)
     }
 }
@@ -85,35 +99,49 @@ impl Keyring {
     }
 
     /// What must happen at `now` for the keyring to satisfy the lifecycle
-    /// rules under `policy`: bootstrap, successors, retirements, destroyed
-    /// private halves and dropped keys. Empty when nothing is due.
+    /// rules under `policy`: bootstrap, successors, retirements, extended
+    /// publication, destroyed private halves and dropped keys. Empty when
+    /// nothing is due, and empty again once the plan is applied (rule 8).
     pub fn due(&self, now: UnixTime, policy: &Policy) -> Plan {
         let mut steps = Vec::new();
         for &alg in &policy.algorithms {
             self.due_for(alg, now, policy, &mut steps);
         }
         for key in &self.keys {
-            let mut state = key.state_at(now);
-            if !policy.algorithms.contains(&key.alg) {
-                // The algorithm was dropped from the configuration: stop signing,
-                // stay published until its tokens are gone.
-                match state {
-                    KeyState::Active => {
-                        steps.push(Step::Retire {
-                            kid: key.kid.clone(),
-                            at: now,
-                        });
-                        state = KeyState::Retiring;
-                    }
-                    KeyState::Pending => {
-                        steps.push(Step::Remove {
-                            kid: key.kid.clone(),
-                        });
-                        continue;
-                    }
-                    _ => {}
-                }
+            if policy.algorithms.contains(&key.alg) {
+                continue;
             }
+            // The algorithm was dropped from the configuration: stop signing,
+            // stay published until its tokens are gone.
+            match key.state_at(now) {
+                KeyState::Active => steps.push(Step::Retire {
+                    kid: key.kid.clone(),
+                    at: now,
+                }),
+                KeyState::Pending => steps.push(Step::Remove {
+                    kid: key.kid.clone(),
+                }),
+                _ => {}
+            }
+        }
+        // Housekeeping looks at the keyring as the steps above leave it, so a
+        // key they retire loses its private half in the same plan.
+        let mut after = self.clone();
+        for step in &steps {
+            after.edit(step, policy);
+        }
+        after.housekeeping(now, policy, &mut steps);
+        Plan { steps }
+    }
+
+    /// Drops keys no longer published, destroys private halves that can no
+    /// longer sign, and keeps each retiring key published for the retention
+    /// of the policy in force: a raised `token_ttl`, `leeway`, `max_age` or
+    /// `poll_interval` extends it; a lowered one never shortens it (rule 3).
+    fn housekeeping(&self, now: UnixTime, policy: &Policy, steps: &mut Vec<Step>) {
+        for key in &self.keys {
+            let kid = || key.kid.clone();
+            let state = key.state_at(now);
             let gone = match state {
                 KeyState::Expired => true,
                 KeyState::Revoked => key
@@ -122,18 +150,21 @@ impl Keyring {
                 _ => false,
             };
             if gone {
-                steps.push(Step::Remove {
-                    kid: key.kid.clone(),
-                });
-            } else if key.private.is_some()
-                && matches!(state, KeyState::Retiring | KeyState::Revoked)
+                steps.push(Step::Remove { kid: kid() });
+                continue;
+            }
+            if key.private.is_some() && matches!(state, KeyState::Retiring | KeyState::Revoked) {
+                steps.push(Step::DestroyPrivate { kid: kid() });
+            }
+            if state != KeyState::Revoked
+                && let Some(retires) = key.retires_at
             {
-                steps.push(Step::DestroyPrivate {
-                    kid: key.kid.clone(),
-                });
+                let until = retires.plus(policy.retention());
+                if key.expires_at.is_none_or(|e| e < until) {
+                    steps.push(Step::Extend { kid: kid(), until });
+                }
             }
         }
-        Plan { steps }
     }
 
     /// Rule 1 for one algorithm: one active key and one pending successor,
@@ -207,8 +238,11 @@ impl Keyring {
 
     /// A manual rotation at `now`: every pending key of the policy's
     /// algorithms signs now, the active keys retire, and new successors are
-    /// scheduled. Refused while a pending key is younger than `max_age`,
-    /// unless `force` (rule 2). Call on a keyring with nothing [`due`](Self::due).
+    /// scheduled. Refused while a pending key is younger than the lead,
+    /// unless `force` (rule 2), and always when an algorithm already has
+    /// [`MAX_RETIRING`] retiring keys (rule 9). Call on a keyring with nothing
+    /// [`due`](Self::due), under the store's lock, so the checks hold for
+    /// the keyring that is committed.
     pub fn rotate(&self, now: UnixTime, policy: &Policy, force: bool) -> Result<Plan, Refusal> {
         let mut steps = Vec::new();
         for &alg in &policy.algorithms {
@@ -219,14 +253,28 @@ impl Keyring {
             let Some(next) = pending.first() else {
                 continue;
             };
-            let ready = next.published_at.plus(policy.max_age);
+            let ready = next.published_at.plus(policy.lead());
             if ready > now && !force {
                 return Err(Refusal::PendingTooYoung {
                     purpose: self.purpose.clone(),
                     kid: next.kid.clone(),
                     age: now.since(next.published_at).as_secs(),
-                    max_age: policy.max_age.as_secs(),
+                    lead: policy.lead().as_secs(),
                     ready,
+                });
+            }
+            let retiring = self.keys_in(alg, KeyState::Retiring, now);
+            if retiring.len() + active.len() > MAX_RETIRING {
+                return Err(Refusal::TooManyRetiring {
+                    purpose: self.purpose.clone(),
+                    alg,
+                    retiring: retiring.len(),
+                    cap: MAX_RETIRING,
+                    oldest_expires: retiring
+                        .iter()
+                        .filter_map(|k| k.expires_at)
+                        .min()
+                        .unwrap_or(now),
                 });
             }
             for old in active {
@@ -324,6 +372,12 @@ impl Keyring {
                     self.keys[i].expires_at = Some(at.plus(policy.retention()));
                 }
             }
+            Step::Extend { kid, until } => {
+                if let Some(i) = find(&mut self.keys, kid) {
+                    let e = &mut self.keys[i].expires_at;
+                    *e = Some(e.map_or(*until, |e| e.max(*until)));
+                }
+            }
             Step::Revoke { kid, at } => {
                 if let Some(i) = find(&mut self.keys, kid) {
                     self.keys[i].revoked_at = Some(*at);
@@ -340,11 +394,16 @@ impl Keyring {
         }
     }
 
-    /// The key that signs for `alg` at `now`, if any.
-    pub fn signer(&self, alg: Algorithm, now: UnixTime) -> Option<&KeyRecord> {
-        self.keys_in(alg, KeyState::Active, now)
-            .pop()
-            .filter(|k| k.private.is_some())
+    /// The key that signs for `alg` at `now`: the newest active key of that
+    /// algorithm (rule 1). The one definition, used by the snapshot that
+    /// signs and by the lifecycle alike; a key whose private half is gone or
+    /// cannot be opened is still the one that should sign, and signing then
+    /// fails rather than falling back to another key.
+    pub fn signing_key(&self, alg: Algorithm, now: UnixTime) -> Option<&KeyRecord> {
+        self.keys
+            .iter()
+            .filter(|k| k.alg == alg && k.state_at(now) == KeyState::Active)
+            .max_by_key(|k| k.activates_at)
     }
 
     /// The keys published at `now`, oldest first.

@@ -22,6 +22,7 @@ fn policy(algs: &[Algorithm], ttl: Duration) -> Policy {
         token_ttl: ttl,
         leeway: Duration::from_secs(MIN),
         max_age: Duration::from_secs(5 * MIN),
+        poll_interval: Duration::from_secs(5),
         schedule: Schedule::parse("0 0 0 1 * *").unwrap(),
     }
 }
@@ -77,7 +78,7 @@ fn bootstrap_signs_at_once_and_publishes_a_successor() {
         "the active key retires when its successor signs"
     );
     assert_eq!(
-        ring.signer(Algorithm::EdDSA, T0).map(|k| &k.kid),
+        ring.signing_key(Algorithm::EdDSA, T0).map(|k| &k.kid),
         Some(&first.kid)
     );
     assert_ne!(first.kid, next.kid);
@@ -108,9 +109,9 @@ fn states_across_boundaries() {
     for (now, expected) in &table {
         assert_eq!(&states(&ring, *now), expected, "at {now}");
     }
-    // The successor was published at least max_age before it signed (rule 2).
+    // The successor was published at least the lead before it signed (rule 2).
     let next = &ring.keys[1];
-    assert!(next.activates_at.since(next.published_at) >= p.max_age);
+    assert!(next.activates_at.since(next.published_at) >= p.lead());
 
     // The tick at the boundary schedules the next successor and destroys the
     // retired private half; the retired key stays published.
@@ -141,13 +142,17 @@ fn a_token_signed_just_before_retirement_outlives_nothing() {
     let ring = bootstrapped(T0, &p);
     let signed_at = UnixTime(DEC1.0 - 1);
     let signer = ring
-        .signer(Algorithm::EdDSA, signed_at)
+        .signing_key(Algorithm::EdDSA, signed_at)
         .unwrap()
         .kid
         .clone();
     let token_exp = signed_at.plus(p.token_ttl);
-    // The last instant a verifier may accept the token, from a cache fetched just before.
-    let last_use = token_exp.plus(p.leeway).plus(p.max_age);
+    // The last instant a verifier may accept the token, from a cache fetched
+    // just before, with the key seen a poll interval late by another process.
+    let last_use = token_exp
+        .plus(p.leeway)
+        .plus(p.max_age)
+        .plus(p.poll_interval);
     let key = ring.get(&signer).unwrap();
     assert!(key.is_published_at(last_use));
     // ...and leaves one second after the last such token can be accepted.
@@ -166,7 +171,7 @@ fn restart_after_downtime_computes_the_right_state() {
     assert!(plan.steps.contains(&Step::Remove { kid: k1 }));
     assert_eq!(ring.keys[0].kid, k2, "the key that took over keeps signing");
     assert_eq!(
-        ring.signer(Algorithm::EdDSA, later).map(|k| k.kid.clone()),
+        ring.signing_key(Algorithm::EdDSA, later).map(|k| k.kid.clone()),
         Some(k2)
     );
     assert_eq!(
@@ -184,7 +189,7 @@ fn manual_rotation_is_refused_until_the_pending_key_is_old_enough() {
     match ring.rotate(young, &p, false) {
         Err(Refusal::PendingTooYoung { age, ready, .. }) => {
             assert_eq!(age, 4 * MIN);
-            assert_eq!(ready, T0.plus(p.max_age));
+            assert_eq!(ready, T0.plus(p.max_age + p.poll_interval));
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -193,7 +198,7 @@ fn manual_rotation_is_refused_until_the_pending_key_is_old_enough() {
     let plan = forced.rotate(young, &p, true).unwrap();
     forced.apply(&plan, young, &p, &mut make).unwrap();
     assert_eq!(
-        forced.signer(Algorithm::EdDSA, young).unwrap().kid,
+        forced.signing_key(Algorithm::EdDSA, young).unwrap().kid,
         ring.keys[1].kid
     );
 
@@ -223,7 +228,7 @@ fn revoking_the_active_key_promotes_its_successor_at_once() {
     assert_eq!(revoked.state_at(now), KeyState::Revoked);
     assert!(!revoked.is_published_at(now));
     assert!(revoked.private.is_none());
-    assert_eq!(ring.signer(Algorithm::EdDSA, now).unwrap().kid, k2);
+    assert_eq!(ring.signing_key(Algorithm::EdDSA, now).unwrap().kid, k2);
     let pending: Vec<_> = ring
         .keys
         .iter()
@@ -257,7 +262,7 @@ fn revoking_the_pending_key_schedules_a_new_one() {
     let next = ring.keys.last().unwrap();
     assert_eq!(next.activates_at, JAN1);
     assert_eq!(ring.get(&k1).unwrap().retires_at, Some(JAN1));
-    assert_eq!(ring.signer(Algorithm::EdDSA, DEC1).unwrap().kid, k1);
+    assert_eq!(ring.signing_key(Algorithm::EdDSA, DEC1).unwrap().kid, k1);
 }
 
 #[test]
@@ -269,12 +274,12 @@ fn every_algorithm_gets_its_own_pair_and_dropped_ones_retire() {
     let mut ring = bootstrapped(T0, &both);
     assert_eq!(ring.keys.len(), 4);
     for alg in [Algorithm::ES256, Algorithm::EdDSA] {
-        assert!(ring.signer(alg, T0).is_some());
+        assert!(ring.signing_key(alg, T0).is_some());
     }
     let only_ed = monthly();
     let now = UnixTime(T0.0 + DAY);
     tick(&mut ring, now, &only_ed);
-    assert!(ring.signer(Algorithm::ES256, now).is_none());
+    assert!(ring.signing_key(Algorithm::ES256, now).is_none());
     let es: Vec<_> = ring
         .keys
         .iter()

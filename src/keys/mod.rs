@@ -17,7 +17,7 @@ mod lifecycle_tests;
 
 pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
 pub use jwk::{PublicJwk, PublicMembers, thumbprint};
-pub use keyring::{Keyring, Policy};
+pub use keyring::{Keyring, MAX_RETIRING, Policy};
 pub use material::{KeyError, Pkcs8, RSA_BITS, SigningKey, generate, verify_signature};
 pub use plan::{NewKey, Plan, Refusal, Step};
 pub use record::{KeyRecord, KeyState, SealedKey};

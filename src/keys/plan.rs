@@ -30,6 +30,14 @@ pub enum Step {
         /// When it stops signing.
         at: UnixTime,
     },
+    /// Keep a key published until `until` (never earlier than it already is):
+    /// the retention under the policy in force grew.
+    Extend {
+        /// The key.
+        kid: String,
+        /// Its new `expires_at`.
+        until: UnixTime,
+    },
     /// An operator withdrew the key at `at`.
     Revoke {
         /// The key.
@@ -87,9 +95,10 @@ pub enum Refusal {
     /// The key was already revoked.
     #[error("key {0} is already revoked")]
     AlreadyRevoked(String),
-    /// The pending key is younger than the verifiers' cache lifetime.
+    /// The pending key is younger than the lead (verifiers' cache lifetime
+    /// plus the store's poll interval).
     #[error(
-        "the pending {purpose} key {kid} was published {age}s ago, less than jwks.max_age ({max_age}s): verifiers may not have it yet. Wait until {ready} or rotate with --force"
+        "the pending {purpose} key {kid} was published {age}s ago, less than jwks.max_age + store.poll_interval ({lead}s): verifiers may not have it yet. Wait until {ready} or rotate with --force"
     )]
     PendingTooYoung {
         /// The keyring.
@@ -98,9 +107,25 @@ pub enum Refusal {
         kid: String,
         /// Its age in seconds.
         age: u64,
-        /// jwks.max_age in seconds.
-        max_age: u64,
+        /// jwks.max_age + store.poll_interval, in seconds.
+        lead: u64,
         /// When rotation becomes safe.
         ready: UnixTime,
+    },
+    /// Another manual rotation would publish more retiring keys than the cap.
+    #[error(
+        "{purpose} already has {retiring} retiring {alg} key(s), the most a manual rotation may leave is {cap}: each stays published until its tokens expire, and a larger JWKS is refused by verifiers. The oldest expires at {oldest_expires}; rotate after that, or revoke a retiring key if it is compromised"
+    )]
+    TooManyRetiring {
+        /// The keyring.
+        purpose: String,
+        /// The algorithm at the cap.
+        alg: Algorithm,
+        /// Retiring keys of that algorithm now.
+        retiring: usize,
+        /// The cap.
+        cap: usize,
+        /// When the oldest retiring key leaves the JWKS.
+        oldest_expires: UnixTime,
     },
 }

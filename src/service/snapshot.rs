@@ -1,5 +1,10 @@
-//! The immutable view the hot paths read: parsed signing keys, verification
-//! keys by kid, and the JWKS bodies with their ETags, rendered once per change.
+//! The immutable view the hot paths read: per purpose, the keyring as
+//! loaded, its parsed signing keys, verification keys by kid and its JWKS
+//! body with ETag, rendered once per change; plus the JWKS of every purpose.
+//!
+//! The public side (JWKS, verification keys, states) comes from the keyring
+//! alone: a process that cannot decrypt a key still publishes and verifies
+//! exactly what the store holds. Only signing needs the private halves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,7 +14,6 @@ use axum::http::HeaderValue;
 use serde::Serialize;
 
 use crate::clock::UnixTime;
-use crate::config::Config;
 use crate::keys::jwk::b64;
 use crate::keys::token::encode_header;
 use crate::keys::{Algorithm, KeyRecord, KeyState, Keyring, PublicJwk, PublicMembers, SigningKey};
@@ -46,24 +50,12 @@ impl Rendered {
 }
 
 /// A private key ready to sign, with its header pre-rendered.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Signer {
     /// The ring key pair, shared with later snapshots so keys are parsed once.
     pub key: Arc<SigningKey>,
     /// base64url `{"alg","kid","typ"}`.
     pub header_b64: String,
-    /// Signs from this instant...
-    pub activates_at: UnixTime,
-    /// ...until this one.
-    pub retires_at: Option<UnixTime>,
-}
-
-impl Signer {
-    /// Whether this key signs at `now`: a pure time comparison, so the switch
-    /// at a rotation boundary needs no rebuild.
-    pub fn signs_at(&self, now: UnixTime) -> bool {
-        self.activates_at <= now && self.retires_at.is_none_or(|r| now < r)
-    }
 }
 
 /// A published public key, for verification.
@@ -77,113 +69,160 @@ pub struct VerifyKey {
     pub expires_at: Option<UnixTime>,
 }
 
-/// One purpose's keys.
-#[derive(Debug)]
+/// Why a purpose is not served exactly as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFault {
+    /// Short and safe for unauthenticated clients (`/readyz`).
+    pub summary: &'static str,
+    /// The full cause and its fix, for the log and the operator's CLI.
+    pub detail: String,
+}
+
+/// One purpose's keys, as of one load of its keyring.
+#[derive(Debug, Clone)]
 pub struct PurposeKeys {
-    /// The keyring as stored (private halves sealed).
+    /// The keyring as loaded (private halves sealed).
     pub keyring: Keyring,
-    /// Keys that sign now or will (active and pending).
-    pub signers: Vec<Signer>,
+    /// When this view was built.
+    pub built_at: UnixTime,
+    /// The next instant at which a key changes state; rebuild then.
+    pub valid_until: Option<UnixTime>,
+    /// Every active and pending key by kid: parsed, or why it cannot sign.
+    pub signers: HashMap<String, Result<Signer, String>>,
     /// Published keys by kid.
     pub verify: HashMap<String, VerifyKey>,
     /// This purpose's JWKS.
     pub jwks: Rendered,
+    /// Set when the latest load failed: this is the last good view.
+    pub fault: Option<StoreFault>,
+}
+
+impl PurposeKeys {
+    /// Builds the view of `keyring` at `now`, decrypting the private keys
+    /// that sign now or later; keys already parsed in `previous` are reused,
+    /// so a process keeps the keys it holds when the master key changes.
+    pub fn build(
+        master: &MasterKeys,
+        typ: &str,
+        keyring: Keyring,
+        now: UnixTime,
+        previous: Option<&PurposeKeys>,
+    ) -> PurposeKeys {
+        let mut signers = HashMap::new();
+        let mut verify = HashMap::new();
+        let mut valid_until: Option<UnixTime> = None;
+        for key in &keyring.keys {
+            for t in [Some(key.activates_at), key.retires_at, key.expires_at]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t > now)
+            {
+                valid_until = Some(valid_until.map_or(t, |v| v.min(t)));
+            }
+            if !key.is_published_at(now) {
+                continue;
+            }
+            if let Some(members) = key.jwk.members() {
+                verify.insert(
+                    key.kid.clone(),
+                    VerifyKey {
+                        alg: key.alg,
+                        members,
+                        expires_at: key.expires_at,
+                    },
+                );
+            }
+            if !matches!(key.state_at(now), KeyState::Active | KeyState::Pending) {
+                continue;
+            }
+            let reused = previous
+                .and_then(|p| p.signers.get(&key.kid))
+                .and_then(|s| s.as_ref().ok())
+                .map(|s| Arc::clone(&s.key));
+            let parsed = match reused {
+                Some(k) => Ok(k),
+                None => open_key(master, &keyring.purpose, key)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
+            };
+            let signer = parsed.map(|key| Signer {
+                header_b64: encode_header(key.alg(), key.kid(), typ),
+                key,
+            });
+            signers.insert(key.kid.clone(), signer);
+        }
+        let jwks = Rendered::jwks(keyring.published(now).map(|k| &k.jwk));
+        PurposeKeys {
+            keyring,
+            built_at: now,
+            valid_until,
+            signers,
+            verify,
+            jwks,
+            fault: None,
+        }
+    }
+
+    /// An empty view of a purpose whose keyring has never loaded.
+    pub fn empty(purpose: &str, now: UnixTime) -> PurposeKeys {
+        PurposeKeys {
+            keyring: Keyring::new(purpose),
+            built_at: now,
+            valid_until: None,
+            signers: HashMap::new(),
+            verify: HashMap::new(),
+            jwks: Rendered::jwks(std::iter::empty()),
+            fault: None,
+        }
+    }
+
+    /// Orders two views of one purpose: a later generation of the keyring,
+    /// then a later build, then a clean view over a faulted one. A view never
+    /// replaces one that is not older by this order, so a refresh that loaded
+    /// before a concurrent commit cannot undo it.
+    fn version(&self) -> (u64, UnixTime, bool) {
+        (self.keyring.generation, self.built_at, self.fault.is_none())
+    }
+
+    /// The published keys, as of when this view was built.
+    fn published(&self) -> impl Iterator<Item = &PublicJwk> {
+        self.keyring.published(self.built_at).map(|k| &k.jwk)
+    }
 }
 
 /// Everything requests read, swapped whole on change.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// When it was built.
-    pub built_at: UnixTime,
-    /// The next instant at which a key changes state; rebuild then.
-    pub valid_until: Option<UnixTime>,
     /// Per purpose.
-    pub purposes: BTreeMap<String, PurposeKeys>,
+    pub purposes: BTreeMap<String, Arc<PurposeKeys>>,
     /// Every purpose's published keys.
     pub jwks: Rendered,
 }
 
 impl Snapshot {
-    /// Builds a snapshot of `keyrings` at `now`, decrypting the private keys
-    /// that sign now or later; keys already parsed in `previous` are reused.
-    pub fn build(
-        config: &Config,
-        master: &MasterKeys,
-        keyrings: Vec<Keyring>,
-        now: UnixTime,
-        previous: Option<&Snapshot>,
-    ) -> Result<Snapshot, StoreError> {
-        let mut purposes = BTreeMap::new();
-        let mut valid_until: Option<UnixTime> = None;
-        for keyring in keyrings {
-            let typ = config
-                .purposes
-                .get(&keyring.purpose)
-                .map(|p| p.typ.as_str())
-                .unwrap_or("JWT");
-            let mut signers = Vec::new();
-            let mut verify = HashMap::new();
-            for key in &keyring.keys {
-                for t in [Some(key.activates_at), key.retires_at, key.expires_at]
-                    .into_iter()
-                    .flatten()
-                {
-                    if t > now {
-                        valid_until = Some(valid_until.map_or(t, |v| v.min(t)));
-                    }
-                }
-                if !key.is_published_at(now) {
-                    continue;
-                }
-                if let Some(members) = key.jwk.members() {
-                    verify.insert(
-                        key.kid.clone(),
-                        VerifyKey {
-                            alg: key.alg,
-                            members,
-                            expires_at: key.expires_at,
-                        },
-                    );
-                }
-                let state = key.state_at(now);
-                if matches!(state, KeyState::Active | KeyState::Pending) && key.private.is_some() {
-                    let reused = previous
-                        .and_then(|p| p.purposes.get(&keyring.purpose))
-                        .and_then(|p| p.signers.iter().find(|s| s.key.kid() == key.kid));
-                    let parsed = match reused {
-                        Some(s) => Arc::clone(&s.key),
-                        None => Arc::new(open_key(master, &keyring.purpose, key)?),
-                    };
-                    signers.push(Signer {
-                        header_b64: encode_header(key.alg, &key.kid, typ),
-                        key: parsed,
-                        activates_at: key.activates_at,
-                        retires_at: key.retires_at,
-                    });
-                }
-            }
-            let jwks = Rendered::jwks(keyring.published(now).map(|k| &k.jwk));
-            purposes.insert(
-                keyring.purpose.clone(),
-                PurposeKeys {
-                    keyring,
-                    signers,
-                    verify,
-                    jwks,
-                },
-            );
+    /// A snapshot of no purpose.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            purposes: BTreeMap::new(),
+            jwks: Rendered::jwks(std::iter::empty()),
         }
-        let jwks = Rendered::jwks(
-            purposes
-                .values()
-                .flat_map(|p| p.keyring.published(now).map(|k| &k.jwk)),
-        );
-        Ok(Snapshot {
-            built_at: now,
-            valid_until,
-            purposes,
-            jwks,
-        })
+    }
+
+    /// This snapshot with each of `updates` that is newer than the view it
+    /// replaces (see [`PurposeKeys::version`]); the combined JWKS re-rendered.
+    pub fn merged(&self, updates: &[Arc<PurposeKeys>]) -> Snapshot {
+        let mut purposes = self.purposes.clone();
+        for update in updates {
+            let purpose = &update.keyring.purpose;
+            if purposes
+                .get(purpose)
+                .is_none_or(|current| current.version() < update.version())
+            {
+                purposes.insert(purpose.clone(), Arc::clone(update));
+            }
+        }
+        let jwks = Rendered::jwks(purposes.values().flat_map(|p| p.published()));
+        Snapshot { purposes, jwks }
     }
 }
 
@@ -196,7 +235,8 @@ pub(crate) fn open_key(
     let sealed = key.private.as_ref().ok_or_else(|| StoreError::Decrypt {
         purpose: purpose.to_owned(),
         kid: key.kid.clone(),
-        reason: "its private half was destroyed".into(),
+        reason: "its private half was destroyed, so it can never sign; rotate the purpose"
+            .into(),
     })?;
     let pkcs8 = master.open(purpose, &key.kid, sealed)?;
     let parsed = SigningKey::from_pkcs8(key.alg, &pkcs8).map_err(|e| StoreError::Decrypt {

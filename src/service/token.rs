@@ -7,8 +7,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::KeyService;
+use crate::clock::UnixTime;
 use crate::keys::jwk::b64;
-use crate::keys::token::{Expectations, VerifyError, parse, sign_compact};
+use crate::keys::token::{Expectations, MAX_TOKEN_LEN, VerifyError, parse, sign_compact};
 use crate::keys::{Algorithm, KeyError};
 
 /// Claims the server sets itself; a request may not.
@@ -55,6 +56,27 @@ pub enum SignError {
         /// The algorithm.
         alg: Algorithm,
     },
+    /// The key that signs now cannot be used here; signet never falls back
+    /// to another key.
+    #[error("the active {purpose} key {kid} cannot sign: {reason}")]
+    KeyUnavailable {
+        /// The purpose.
+        purpose: String,
+        /// The active key.
+        kid: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The token would be larger than verifiers accept.
+    #[error(
+        "the token would be {size} bytes, more than the {max} bytes verifiers accept: send fewer or smaller claims"
+    )]
+    TooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// [`MAX_TOKEN_LEN`].
+        max: usize,
+    },
     /// The signature itself failed.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -96,7 +118,8 @@ pub struct Verified {
 }
 
 impl KeyService {
-    /// Signs a token: sets `iss`, `iat`, `nbf`, `exp` and `jti`, and the purpose's `typ`.
+    /// Signs a token with the key that signs now ([`Keyring::signing_key`](crate::keys::Keyring::signing_key)):
+    /// sets `iss`, `iat`, `exp` and `jti`, and the purpose's `typ`.
     pub fn sign(&self, req: SignRequest) -> Result<SignedToken, SignError> {
         let config = self.config();
         let purpose = config
@@ -135,27 +158,43 @@ impl KeyService {
         }
         let now = self.now();
         let snap = self.snapshot();
-        let signer = snap
-            .purposes
-            .get(&req.purpose)
-            .and_then(|p| {
-                p.signers
-                    .iter()
-                    .find(|s| s.key.alg() == alg && s.signs_at(now))
-            })
-            .ok_or_else(|| SignError::NoSigningKey {
-                purpose: req.purpose.clone(),
-                alg,
-            })?;
+        let view = snap.purposes.get(&req.purpose);
+        let no_key = || SignError::NoSigningKey {
+            purpose: req.purpose.clone(),
+            alg,
+        };
+        let record = view
+            .and_then(|v| v.keyring.signing_key(alg, now))
+            .ok_or_else(no_key)?;
+        let signer = match view.and_then(|v| v.signers.get(&record.kid)) {
+            Some(Ok(signer)) => signer,
+            Some(Err(reason)) => {
+                return Err(SignError::KeyUnavailable {
+                    purpose: req.purpose,
+                    kid: record.kid.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            None => return Err(no_key()),
+        };
         let exp = now.plus(ttl);
+        // Issued `leeway` in the past, and no `nbf`: a verifier whose clock
+        // runs behind signet's by up to the leeway accepts a fresh token even
+        // with zero tolerance (some check that `iat` is not in the future).
+        let iat = UnixTime(now.0.saturating_sub(config.leeway.as_secs()));
         let mut claims = req.claims;
         claims.insert("iss".into(), Value::from(config.issuer.as_str()));
-        claims.insert("iat".into(), Value::from(now.0));
-        claims.insert("nbf".into(), Value::from(now.0));
+        claims.insert("iat".into(), Value::from(iat.0));
         claims.insert("exp".into(), Value::from(exp.0));
         claims.insert("jti".into(), Value::from(new_jti()?));
         let body = serde_json::to_vec(&claims).map_err(|_| KeyError::Signing)?;
         let token = sign_compact(&signer.key, &signer.header_b64, &body)?;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(SignError::TooLarge {
+                size: token.len(),
+                max: MAX_TOKEN_LEN,
+            });
+        }
         Ok(SignedToken {
             token,
             kid: signer.key.kid().to_owned(),

@@ -4,12 +4,16 @@
 //! keyring, and followed by an fsync of the directory, so a crash at any
 //! instant leaves the old keyring or the new one. A lock file serialises
 //! writers across processes. A file that fails to parse or to pass its
-//! integrity checks is reported and never overwritten.
+//! integrity checks is reported and never overwritten. A writer killed before
+//! its rename leaves only a temporary file, which the next writer (or the
+//! next process to open the store) deletes under the lock: it may hold the
+//! sealed private halves of keys destroyed since.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,11 +22,40 @@ use crate::keys::Keyring;
 
 const FORMAT: u32 = 1;
 const LOCK_FILE: &str = ".lock";
+/// Temporary files are `.<purpose>.json.tmp-<pid>`.
+const TMP_MARK: &str = ".json.tmp-";
 
 /// Keyrings as files in a directory.
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
+    crash: AtomicU8,
+}
+
+/// A step of a keyring write at which a test makes the writer stop as if it
+/// had been killed there: nothing after it happens, nothing is cleaned up.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CrashPoint {
+    /// The temporary file exists, empty.
+    Created = 1,
+    /// Half the keyring is in the temporary file.
+    HalfWritten,
+    /// The temporary file is complete and fsynced, not yet renamed.
+    Written,
+    /// Renamed into place; the directory is not yet fsynced.
+    Renamed,
+}
+
+impl CrashPoint {
+    /// Every point, in the order a write passes them.
+    pub const ALL: [CrashPoint; 4] = [
+        CrashPoint::Created,
+        CrashPoint::HalfWritten,
+        CrashPoint::Written,
+        CrashPoint::Renamed,
+    ];
 }
 
 #[derive(Serialize, Deserialize)]
@@ -87,7 +120,89 @@ impl FileStore {
                 }
             }
         }
-        Ok(FileStore { dir })
+        let store = FileStore {
+            dir,
+            crash: AtomicU8::new(0),
+        };
+        if store.has_leftovers()? {
+            drop(store.take_lock()?);
+        }
+        Ok(store)
+    }
+
+    /// Makes the next writes stop at `point` as if the writer were killed
+    /// there. Fault injection for tests; never set in production.
+    #[doc(hidden)]
+    pub fn crash_at(&self, point: Option<CrashPoint>) {
+        self.crash.store(point.map_or(0, |p| p as u8), Ordering::SeqCst);
+    }
+
+    fn crashes_at(&self, point: CrashPoint, path: &Path) -> Result<(), StoreError> {
+        if self.crash.load(Ordering::SeqCst) == point as u8 {
+            return Err(StoreError::Io {
+                action: "finish writing (injected crash)",
+                path: path.to_owned(),
+                source: std::io::Error::other(format!("stopped at {point:?}")),
+            });
+        }
+        Ok(())
+    }
+
+    fn leftovers(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
+            action: "list",
+            path: self.dir.clone(),
+            source,
+        })?;
+        Ok(entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with('.') && name.contains(TMP_MARK)
+            })
+            .map(|e| e.path())
+            .collect())
+    }
+
+    fn has_leftovers(&self) -> Result<bool, StoreError> {
+        Ok(!self.leftovers()?.is_empty())
+    }
+
+    /// Takes the store's write lock and deletes what killed writers left.
+    fn take_lock(&self) -> Result<File, StoreError> {
+        let path = self.dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StoreError::Io {
+                action: "open the lock file",
+                path: path.clone(),
+                source,
+            })?;
+        lock.lock().map_err(|source| StoreError::Io {
+            action: "lock",
+            path,
+            source,
+        })?;
+        // Under the lock no write is in progress: every temporary file is a
+        // leftover of a writer that died before its rename.
+        let leftovers = self.leftovers()?;
+        for tmp in &leftovers {
+            fs::remove_file(tmp).map_err(|source| StoreError::Io {
+                action: "delete the leftover temporary file",
+                path: tmp.clone(),
+                source,
+            })?;
+            tracing::warn!(file = %tmp.display(), "deleted a keyring write left unfinished by a killed process");
+        }
+        if !leftovers.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(lock)
     }
 
     /// The keys directory.
@@ -151,7 +266,7 @@ impl FileStore {
         }
         let path = self.path(&keyring.purpose);
         let tmp = self.dir.join(format!(
-            ".{}.json.tmp-{}",
+            ".{}{TMP_MARK}{}",
             keyring.purpose,
             std::process::id()
         ));
@@ -163,18 +278,22 @@ impl FileStore {
             location: path.display().to_string(),
             reason: format!("cannot be encoded: {e}"),
         })?;
-        // A leftover from a writer killed mid-write is only ever a temporary file.
-        let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(io("create", &tmp))?;
-        f.write_all(&body).map_err(io("write", &tmp))?;
+        self.crashes_at(CrashPoint::Created, &tmp)?;
+        let (first, rest) = body.split_at(body.len() / 2);
+        f.write_all(first).map_err(io("write", &tmp))?;
+        self.crashes_at(CrashPoint::HalfWritten, &tmp)?;
+        f.write_all(rest).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         drop(f);
+        self.crashes_at(CrashPoint::Written, &tmp)?;
         fs::rename(&tmp, &path).map_err(io("rename into place", &path))?;
+        self.crashes_at(CrashPoint::Renamed, &path)?;
         sync_dir(&self.dir)
     }
 }
@@ -188,25 +307,14 @@ impl KeyStore for FileStore {
         self.read(purpose)
     }
 
-    fn lock(&self, purpose: &str) -> Result<Box<dyn KeyringTxn + '_>, StoreError> {
-        let path = self.dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| StoreError::Io {
-                action: "open the lock file",
-                path: path.clone(),
-                source,
-            })?;
-        lock.lock().map_err(|source| StoreError::Io {
-            action: "lock",
-            path,
-            source,
-        })?;
-        let current = self.read(purpose)?;
+    fn lock(&self, purposes: &[&str]) -> Result<Box<dyn KeyringTxn + '_>, StoreError> {
+        // One lock file for the directory: every writer, of any purpose,
+        // takes it, so a set of purposes is locked at once without ordering.
+        let lock = self.take_lock()?;
+        let mut current = Vec::with_capacity(purposes.len());
+        for purpose in purposes {
+            current.push(((*purpose).to_owned(), self.read(purpose)?));
+        }
         Ok(Box::new(FileTxn {
             store: self,
             current,
@@ -217,19 +325,34 @@ impl KeyStore for FileStore {
 
 struct FileTxn<'a> {
     store: &'a FileStore,
-    current: Option<Keyring>,
+    /// Each locked purpose with its keyring as of the lock.
+    current: Vec<(String, Option<Keyring>)>,
     /// Held until the transaction ends; closing the file releases the lock.
     _lock: File,
 }
 
 impl KeyringTxn for FileTxn<'_> {
-    fn current(&self) -> Option<&Keyring> {
-        self.current.as_ref()
+    fn current(&self, purpose: &str) -> Option<&Keyring> {
+        self.current
+            .iter()
+            .find(|(p, _)| p == purpose)
+            .and_then(|(_, k)| k.as_ref())
     }
 
-    fn commit(self: Box<Self>, mut keyring: Keyring) -> Result<u64, StoreError> {
-        keyring.generation = self.current.as_ref().map_or(0, |k| k.generation) + 1;
-        self.store.write(&keyring)?;
-        Ok(keyring.generation)
+    fn commit(self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError> {
+        let mut generations = Vec::with_capacity(keyrings.len());
+        for mut keyring in keyrings {
+            let Some((_, current)) = self.current.iter().find(|(p, _)| *p == keyring.purpose)
+            else {
+                return Err(StoreError::Corrupt {
+                    location: self.store.path(&keyring.purpose).display().to_string(),
+                    reason: "was not locked by this write (a bug in signet)".into(),
+                });
+            };
+            keyring.generation = current.as_ref().map_or(0, |k| k.generation) + 1;
+            self.store.write(&keyring)?;
+            generations.push(keyring.generation);
+        }
+        Ok(generations)
     }
 }

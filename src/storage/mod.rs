@@ -10,7 +10,7 @@ pub mod seal;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use file::FileStore;
+pub use file::{CrashPoint, FileStore};
 
 use crate::keys::{Keyring, thumbprint};
 
@@ -55,11 +55,12 @@ pub enum StoreError {
 
 /// Storage of keyrings, one per purpose.
 ///
-/// Readers call [`load`](KeyStore::load). Writers call [`lock`](KeyStore::lock),
-/// which serialises them across processes (a lock file, or an advisory lock
-/// in a database transaction), read the keyring as of the lock, and
-/// [`commit`](KeyringTxn::commit) the new one atomically. Dropping the
-/// transaction without committing changes nothing.
+/// Readers call [`load`](KeyStore::load). Writers call [`lock`](KeyStore::lock)
+/// with every purpose they will change, which serialises them across
+/// processes (a lock file, or advisory locks in a database transaction),
+/// reads those keyrings under the lock, and [`commit`](KeyringTxn::commit)s
+/// the new ones, each atomically. Checks made between the two hold for what is
+/// committed. Dropping the transaction without committing changes nothing.
 pub trait KeyStore: Send + Sync + fmt::Debug {
     /// Where the keyrings are, for messages (`file store at keys/`).
     fn describe(&self) -> String;
@@ -67,18 +68,19 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// The current keyring of a purpose, or `None` if it was never written.
     fn load(&self, purpose: &str) -> Result<Option<Keyring>, StoreError>;
 
-    /// Takes the purpose's write lock and reads its keyring under it.
-    fn lock(&self, purpose: &str) -> Result<Box<dyn KeyringTxn + '_>, StoreError>;
+    /// Takes the write lock of `purposes` and reads their keyrings under it.
+    fn lock(&self, purposes: &[&str]) -> Result<Box<dyn KeyringTxn + '_>, StoreError>;
 }
 
-/// A write in progress on one purpose's keyring, holding its lock.
+/// A write in progress on some purposes' keyrings, holding their lock.
 pub trait KeyringTxn {
-    /// The keyring as of the lock (`None`: never written).
-    fn current(&self) -> Option<&Keyring>;
+    /// A locked purpose's keyring as of the lock (`None`: never written, or not locked).
+    fn current(&self, purpose: &str) -> Option<&Keyring>;
 
-    /// Stores `keyring` atomically, with its generation one above the
-    /// current one, and releases the lock. Returns the stored generation.
-    fn commit(self: Box<Self>, keyring: Keyring) -> Result<u64, StoreError>;
+    /// Stores each keyring (of a locked purpose) atomically, with its
+    /// generation one above the current one, then releases the lock.
+    /// Returns the stored generations, in order.
+    fn commit(self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError>;
 }
 
 /// Integrity checks every store runs on a keyring it reads: it belongs to the

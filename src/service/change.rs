@@ -1,0 +1,221 @@
+//! Changing keyrings: scheduled ticks, manual rotation, revocation and
+//! master-key re-encryption, each under the store's lock.
+
+use super::{KeyInfo, KeyService, ServiceError};
+use crate::clock::UnixTime;
+use crate::keys::{Algorithm, Keyring, NewKey, Plan, Policy, Refusal, SigningKey, Step, generate};
+use crate::storage::StoreError;
+
+impl KeyService {
+    /// Applies whatever the lifecycle says is due for every purpose
+    /// (bootstrap, successors, destroyed private halves, dropped keys), then
+    /// refreshes the snapshot. Safe to call any number of times, from any
+    /// number of processes. Every purpose is ticked even if another fails;
+    /// the first failure is returned.
+    pub fn tick(&self) -> Result<bool, ServiceError> {
+        let mut changed = false;
+        let mut first_error = None;
+        for purpose in self.config.purposes.keys() {
+            match self.tick_purpose(purpose) {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.refresh();
+        first_error.map_or(Ok(changed), Err)
+    }
+
+    /// [`tick`](Self::tick) for one purpose, without refreshing the snapshot.
+    pub fn tick_purpose(&self, purpose: &str) -> Result<bool, ServiceError> {
+        self.change(&[purpose], |_, _, _| Ok(Plan::default()))
+    }
+
+    /// Manual rotation of one purpose, or of all when `purpose` is `None`.
+    /// Every purpose is checked under the lock, after what is due, before any
+    /// is changed: a refusal for one changes none.
+    pub fn rotate(&self, purpose: Option<&str>, force: bool) -> Result<Vec<KeyInfo>, ServiceError> {
+        let purposes: Vec<&str> = match purpose {
+            Some(p) => {
+                self.policy(p)?;
+                vec![p]
+            }
+            None => self.config.purposes.keys().map(String::as_str).collect(),
+        };
+        self.change(&purposes, |ring, now, policy| {
+            ring.rotate(now, policy, force)
+        })?;
+        self.refresh();
+        Ok(self.keys_of(purpose))
+    }
+
+    /// Revokes a key of any purpose. Purposes whose keyring cannot be read
+    /// are skipped in the search, so one broken keyring does not block the
+    /// revocation of a compromised key elsewhere.
+    pub fn revoke(&self, kid: &str) -> Result<Vec<KeyInfo>, ServiceError> {
+        let mut unreadable = Vec::new();
+        let mut found = None;
+        for purpose in self.config.purposes.keys() {
+            match self.store.load(purpose) {
+                Ok(ring) if ring.as_ref().is_some_and(|r| r.get(kid).is_some()) => {
+                    found = Some(purpose.clone());
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => unreadable.push((purpose.clone(), e)),
+            }
+        }
+        let Some(purpose) = found else {
+            return Err(match unreadable.into_iter().next() {
+                // It may be in the keyring that cannot be read: say so.
+                Some((_, e)) => ServiceError::Store(e),
+                None => ServiceError::UnknownKid(kid.to_owned()),
+            });
+        };
+        self.change(&[purpose.as_str()], |ring, now, policy| {
+            ring.revoke(kid, now, policy)
+        })?;
+        self.refresh();
+        Ok(self.keys_of(Some(&purpose)))
+    }
+
+    /// Re-seals every private key under the newest master key. Returns how
+    /// many keys were re-encrypted.
+    pub fn reencrypt(&self) -> Result<usize, ServiceError> {
+        let mut count = 0;
+        for purpose in self.config.purposes.keys() {
+            let txn = self.store.lock(&[purpose])?;
+            let Some(mut ring) = txn.current(purpose).cloned() else {
+                continue;
+            };
+            let mut changed = 0;
+            for key in &mut ring.keys {
+                if let Some(sealed) = key
+                    .private
+                    .as_ref()
+                    .filter(|s| s.master != self.master.current_id())
+                {
+                    let pkcs8 = self.master.open(purpose, &key.kid, sealed)?;
+                    key.private = Some(self.master.seal(purpose, &key.kid, &pkcs8)?);
+                    changed += 1;
+                }
+            }
+            if changed > 0 {
+                txn.commit(vec![ring])?;
+                count += changed;
+            }
+        }
+        self.refresh();
+        Ok(count)
+    }
+
+    /// Under the store's lock on `purposes`: for each, applies what is due,
+    /// then `op`'s plan; commits them all only if `op` accepted every one.
+    /// Returns whether anything was stored. Store failures are counted.
+    fn change(
+        &self,
+        purposes: &[&str],
+        op: impl Fn(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
+    ) -> Result<bool, ServiceError> {
+        let result = self.change_locked(purposes, op);
+        if let Err(ServiceError::Store(_)) = &result {
+            for purpose in purposes {
+                self.errors_of(purpose).inc();
+            }
+        }
+        result
+    }
+
+    fn change_locked(
+        &self,
+        purposes: &[&str],
+        op: impl Fn(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
+    ) -> Result<bool, ServiceError> {
+        let policies = purposes
+            .iter()
+            .map(|p| self.policy(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.now();
+        let txn = self.store.lock(purposes)?;
+        let mut changed = Vec::new();
+        let mut log = Vec::new();
+        for (&purpose, policy) in purposes.iter().zip(policies) {
+            let rsa_bits = self
+                .config
+                .purposes
+                .get(purpose)
+                .map_or(2048, |p| p.rsa_bits);
+            let mut ring = txn
+                .current(purpose)
+                .cloned()
+                .unwrap_or_else(|| Keyring::new(purpose));
+            self.check_sealed(&ring)?;
+            let mut make = |alg: Algorithm| self.make_key(purpose, alg, rsa_bits);
+            let due = ring.due(now, &policy);
+            ring.apply(&due, now, &policy, &mut make)?;
+            let asked = op(&ring, now, &policy)?;
+            ring.apply(&asked, now, &policy, &mut make)?;
+            if !(due.is_empty() && asked.is_empty()) {
+                log.push((purpose, due.steps.into_iter().chain(asked.steps)));
+                changed.push(ring);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(false);
+        }
+        let generations = txn.commit(changed)?;
+        for ((purpose, steps), generation) in log.into_iter().zip(generations) {
+            for step in steps {
+                log_step(purpose, &step, generation);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Refuses to change a keyring whose sealed keys this process cannot
+    /// open: it would seal new keys under a master key the others may lack,
+    /// or carry altered ciphertext forward.
+    fn check_sealed(&self, ring: &Keyring) -> Result<(), StoreError> {
+        for key in &ring.keys {
+            if let Some(sealed) = &key.private {
+                self.master.open(&ring.purpose, &key.kid, sealed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_key(
+        &self,
+        purpose: &str,
+        alg: Algorithm,
+        rsa_bits: u32,
+    ) -> Result<NewKey, ServiceError> {
+        let pkcs8 = generate(alg, rsa_bits)?;
+        let key = SigningKey::from_pkcs8(alg, &pkcs8)?;
+        let sealed = self.master.seal(purpose, key.kid(), &pkcs8)?;
+        tracing::info!(purpose, kid = key.kid(), %alg, "key created");
+        Ok(NewKey {
+            jwk: key.public_jwk().clone(),
+            sealed,
+        })
+    }
+}
+
+fn log_step(purpose: &str, step: &Step, generation: u64) {
+    match step {
+        Step::Create { .. } => {}
+        Step::Promote { kid, at } => tracing::info!(purpose, kid, %at, generation, "key activated"),
+        Step::Retire { kid, at } => tracing::info!(purpose, kid, %at, generation, "key retires"),
+        Step::Extend { kid, until } => {
+            tracing::info!(purpose, kid, %until, generation, "key stays published longer under the current policy")
+        }
+        Step::Revoke { kid, .. } => tracing::info!(purpose, kid, generation, "key revoked"),
+        Step::DestroyPrivate { kid } => {
+            tracing::info!(purpose, kid, generation, "private key destroyed")
+        }
+        Step::Remove { kid } => {
+            tracing::info!(purpose, kid, generation, "key dropped from the keyring")
+        }
+    }
+}

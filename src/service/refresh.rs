@@ -1,0 +1,212 @@
+//! Reloading keyrings into the snapshot, one purpose at a time, and the
+//! readiness that follows from it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::KeyService;
+use super::snapshot::{PurposeKeys, Snapshot, StoreFault};
+use crate::clock::UnixTime;
+use crate::keys::Keyring;
+
+/// Why a purpose cannot sign as the store says it should.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The purpose.
+    pub purpose: String,
+    /// What kind of problem.
+    #[serde(skip)]
+    pub kind: ProblemKind,
+    /// A short reason, safe for unauthenticated clients.
+    pub reason: String,
+    /// The full cause and its fix (log and CLI only).
+    #[serde(skip)]
+    pub detail: String,
+}
+
+/// The kinds of [`Problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The keyring cannot be loaded, or went backwards.
+    Store,
+    /// No key is active yet (the keyring was never initialised).
+    NoActiveKey,
+    /// The active key's private half cannot be used.
+    KeyUnusable,
+}
+
+impl KeyService {
+    /// Reloads every purpose whose keyring changed in the store (another
+    /// process wrote) or whose keys changed state since its view was built.
+    /// A purpose that cannot be loaded keeps its last good keyring, rebuilt
+    /// for the current time and marked with the fault; the failure is logged
+    /// (when it starts or changes) and counted. Returns whether anything was
+    /// rebuilt.
+    ///
+    /// Several threads refresh at once (the periodic check, cron jobs, admin
+    /// requests). A view built from a load that a concurrent commit made stale
+    /// can reach the swap after the view of that commit; the swap is therefore
+    /// a compare-and-swap (`rcu`) that keeps, per purpose, the view of the
+    /// higher keyring generation (then the later build), so a stale refresh
+    /// never undoes a revocation.
+    pub fn refresh(&self) -> bool {
+        let now = self.now();
+        // Held across IO: a full reference, not a guard.
+        let current = self.snapshot.load_full();
+        let mut updates = Vec::new();
+        for (purpose, config) in &self.config.purposes {
+            let previous = current.purposes.get(purpose).map(Arc::as_ref);
+            let fault = match self.store.load(purpose) {
+                Ok(ring) => {
+                    let ring = ring.unwrap_or_else(|| Keyring::new(purpose));
+                    match previous {
+                        Some(prev) if ring.generation < prev.keyring.generation => {
+                            Some(StoreFault {
+                                summary: "the store's keyring is older than the one served",
+                                detail: format!(
+                                    "the {purpose} keyring in the {} is at generation {}, older than generation {} served here (restored from a backup?): signet keeps serving the newer one; restart it to serve the restored keyring",
+                                    self.store.describe(),
+                                    ring.generation,
+                                    prev.keyring.generation
+                                ),
+                            })
+                        }
+                        Some(prev)
+                            if ring.generation == prev.keyring.generation
+                                && prev.fault.is_none()
+                                && prev.valid_until.is_none_or(|t| now < t) =>
+                        {
+                            continue;
+                        }
+                        _ => {
+                            if let Some(prev) = previous {
+                                log_transitions(&ring, prev.built_at, now);
+                            }
+                            updates.push(Arc::new(self.build(&config.typ, ring, now, previous)));
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => Some(StoreFault {
+                    summary: "the keyring cannot be read",
+                    detail: e.to_string(),
+                }),
+            };
+            let Some(fault) = fault else { continue };
+            self.errors_of(purpose).inc();
+            if previous.and_then(|p| p.fault.as_ref()) != Some(&fault) {
+                tracing::error!(purpose, error = %fault.detail, "cannot reload the keyring; serving the last good one");
+            }
+            let mut view = match previous {
+                Some(prev) => self.build(&config.typ, prev.keyring.clone(), now, Some(prev)),
+                None => PurposeKeys::empty(purpose, now),
+            };
+            view.fault = Some(fault);
+            updates.push(Arc::new(view));
+        }
+        if updates.is_empty() {
+            return false;
+        }
+        self.snapshot.rcu(|snap| snap.merged(&updates));
+        true
+    }
+
+    /// Builds a purpose's view; counts and logs each signing key that could
+    /// not be decrypted and was not already failing.
+    fn build(
+        &self,
+        typ: &str,
+        ring: Keyring,
+        now: UnixTime,
+        previous: Option<&PurposeKeys>,
+    ) -> PurposeKeys {
+        let view = PurposeKeys::build(&self.master, typ, ring, now, previous);
+        for (kid, signer) in &view.signers {
+            if let Err(reason) = signer
+                && previous.is_none_or(|p| p.signers.get(kid).is_none_or(|s| s.is_ok()))
+            {
+                self.errors_of(&view.keyring.purpose).inc();
+                tracing::error!(purpose = view.keyring.purpose, kid, error = %reason, "a key that signs now or next cannot be used to sign");
+            }
+        }
+        view
+    }
+
+    /// What keeps each purpose from signing as the store says it should: a
+    /// keyring that cannot be loaded, no active key for a configured
+    /// algorithm, or an active key whose private half cannot be used. Empty
+    /// when signet is ready.
+    pub fn problems(&self) -> Vec<Problem> {
+        let now = self.now();
+        let snap = self.snapshot();
+        let mut out = Vec::new();
+        for (purpose, config) in &self.config.purposes {
+            let problem = |kind, reason: String, detail: String| Problem {
+                purpose: purpose.clone(),
+                kind,
+                reason,
+                detail,
+            };
+            let Some(view) = snap.purposes.get(purpose) else {
+                out.push(problem(
+                    ProblemKind::NoActiveKey,
+                    "not loaded".into(),
+                    "not loaded yet".into(),
+                ));
+                continue;
+            };
+            if let Some(fault) = &view.fault {
+                out.push(problem(
+                    ProblemKind::Store,
+                    fault.summary.into(),
+                    fault.detail.clone(),
+                ));
+            }
+            for &alg in &config.algorithms {
+                match view.keyring.signing_key(alg, now) {
+                    None => out.push(problem(
+                        ProblemKind::NoActiveKey,
+                        format!("no active {alg} key"),
+                        format!("the {purpose} keyring has no active {alg} key yet; signet creates one at its next check"),
+                    )),
+                    Some(key) => {
+                        if let Some(Err(reason)) = view.signers.get(&key.kid) {
+                            out.push(problem(
+                                ProblemKind::KeyUnusable,
+                                format!("the active {alg} key {} cannot sign", key.kid),
+                                reason.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Snapshot {
+    /// The view of `purpose`, if configured.
+    pub fn purpose(&self, purpose: &str) -> Option<&PurposeKeys> {
+        self.purposes.get(purpose).map(Arc::as_ref)
+    }
+}
+
+/// Logs the scheduled transitions (no store write marks them) that fell in `(since, now]`.
+fn log_transitions(ring: &Keyring, since: UnixTime, now: UnixTime) {
+    let passed = |t: Option<UnixTime>| t.is_some_and(|t| since < t && t <= now);
+    let purpose = ring.purpose.as_str();
+    for k in &ring.keys {
+        let kid = k.kid.as_str();
+        if passed(Some(k.activates_at)) && k.published_at < k.activates_at {
+            tracing::info!(purpose, kid, "key activated");
+        }
+        if passed(k.retires_at) {
+            tracing::info!(purpose, kid, "key retired");
+        }
+        if passed(k.expires_at) {
+            tracing::info!(purpose, kid, "key expired");
+        }
+    }
+}
