@@ -157,6 +157,32 @@ fn configurations_that_break_the_lifecycle_rules_are_refused() {
 }
 
 #[test]
+fn the_lead_and_the_retention_include_the_poll_interval() {
+    // Measured in review: another process sees a write up to poll_interval
+    // late, so a key must be published max_age + poll_interval before it
+    // signs. With a 20 s poll and a 10 s rotation that cannot hold.
+    let scenario = "leeway = \"1s\"\n[jwks]\nmax_age = \"2s\"\n[store]\npoll_interval = \"20s\"\n[purposes.access_token]\ntoken_ttl = \"10s\"\nrotate = \"*/10 * * * * *\"\n[purposes.refresh_token]\nenabled = false\n[purposes.magic_link]\nenabled = false\n[purposes.reset_password_link]\nenabled = false\n";
+    let msg = err(scenario, &[]);
+    assert!(
+        msg.contains("store.poll_interval") && msg.contains("rotation period of access_token"),
+        "{msg}"
+    );
+    // The same timings with an hourly rotation are accepted, and the policy
+    // carries the poll interval into the lead and the retention.
+    let hourly = scenario.replace("*/10 * * * * *", "0 0 * * * *");
+    let c = load(&hourly, &[]).unwrap();
+    let p = c.policy("access_token").unwrap();
+    assert_eq!(p.lead(), Duration::from_secs(22));
+    assert_eq!(p.retention(), Duration::from_secs(10 + 1 + 2 + 20));
+    // A poll interval that pushes the retention past 8 periods is refused too.
+    let msg = err(
+        &hourly.replace("poll_interval = \"20s\"", "poll_interval = \"9h\""),
+        &[],
+    );
+    assert!(msg.contains("store.poll_interval"), "{msg}");
+}
+
+#[test]
 fn the_effective_configuration_renders_as_toml() {
     let c = load("", &[]).unwrap();
     let text = c.to_toml();

@@ -5,12 +5,12 @@ use std::time::Duration;
 use super::*;
 use crate::clock::UnixTime;
 
-const MIN: u64 = 60;
+pub(super) const MIN: u64 = 60;
 const DAY: u64 = 86_400;
 /// 2026-11-29T00:00:00Z.
-const T0: UnixTime = UnixTime(1_795_910_400);
+pub(super) const T0: UnixTime = UnixTime(1_795_910_400);
 /// 2026-12-01T00:00:00Z, the first monthly boundary after T0.
-const DEC1: UnixTime = UnixTime(1_796_083_200);
+pub(super) const DEC1: UnixTime = UnixTime(1_796_083_200);
 /// 2027-01-01T00:00:00Z.
 const JAN1: UnixTime = UnixTime(1_798_761_600);
 /// 2027-02-01T00:00:00Z.
@@ -27,11 +27,11 @@ fn policy(algs: &[Algorithm], ttl: Duration) -> Policy {
     }
 }
 
-fn monthly() -> Policy {
+pub(super) fn monthly() -> Policy {
     policy(&[Algorithm::EdDSA], Duration::from_secs(10 * MIN))
 }
 
-fn make(alg: Algorithm) -> Result<NewKey, KeyError> {
+pub(super) fn make(alg: Algorithm) -> Result<NewKey, KeyError> {
     let key = SigningKey::from_pkcs8(alg, &generate(alg, 2048)?)?;
     Ok(NewKey {
         jwk: key.public_jwk().clone(),
@@ -44,7 +44,7 @@ fn make(alg: Algorithm) -> Result<NewKey, KeyError> {
 }
 
 /// Applies whatever is due at `now` and checks that asking again changes nothing.
-fn tick(ring: &mut Keyring, now: UnixTime, policy: &Policy) -> Plan {
+pub(super) fn tick(ring: &mut Keyring, now: UnixTime, policy: &Policy) -> Plan {
     let plan = ring.due(now, policy);
     ring.apply(&plan, now, policy, &mut make).unwrap();
     assert!(
@@ -58,7 +58,7 @@ fn states(ring: &Keyring, now: UnixTime) -> Vec<KeyState> {
     ring.keys.iter().map(|k| k.state_at(now)).collect()
 }
 
-fn bootstrapped(now: UnixTime, policy: &Policy) -> Keyring {
+pub(super) fn bootstrapped(now: UnixTime, policy: &Policy) -> Keyring {
     let mut ring = Keyring::new("access_token");
     tick(&mut ring, now, policy);
     ring
@@ -171,7 +171,8 @@ fn restart_after_downtime_computes_the_right_state() {
     assert!(plan.steps.contains(&Step::Remove { kid: k1 }));
     assert_eq!(ring.keys[0].kid, k2, "the key that took over keeps signing");
     assert_eq!(
-        ring.signing_key(Algorithm::EdDSA, later).map(|k| k.kid.clone()),
+        ring.signing_key(Algorithm::EdDSA, later)
+            .map(|k| k.kid.clone()),
         Some(k2)
     );
     assert_eq!(

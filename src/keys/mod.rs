@@ -13,6 +13,8 @@ mod schedule;
 pub mod token;
 
 #[cfg(test)]
+mod lifecycle_change_tests;
+#[cfg(test)]
 mod lifecycle_tests;
 
 pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};

@@ -235,8 +235,7 @@ pub(crate) fn open_key(
     let sealed = key.private.as_ref().ok_or_else(|| StoreError::Decrypt {
         purpose: purpose.to_owned(),
         kid: key.kid.clone(),
-        reason: "its private half was destroyed, so it can never sign; rotate the purpose"
-            .into(),
+        reason: "its private half was destroyed, so it can never sign; rotate the purpose".into(),
     })?;
     let pkcs8 = master.open(purpose, &key.kid, sealed)?;
     let parsed = SigningKey::from_pkcs8(key.alg, &pkcs8).map_err(|e| StoreError::Decrypt {

@@ -134,7 +134,8 @@ impl FileStore {
     /// there. Fault injection for tests; never set in production.
     #[doc(hidden)]
     pub fn crash_at(&self, point: Option<CrashPoint>) {
-        self.crash.store(point.map_or(0, |p| p as u8), Ordering::SeqCst);
+        self.crash
+            .store(point.map_or(0, |p| p as u8), Ordering::SeqCst);
     }
 
     fn crashes_at(&self, point: CrashPoint, path: &Path) -> Result<(), StoreError> {
