@@ -5,9 +5,11 @@
 mod admin;
 mod cli;
 mod common;
+mod failure;
 mod interop;
 mod rfc;
 mod server;
+mod service;
 mod store;
 mod verifier;
 mod verifier_checks;

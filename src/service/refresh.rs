@@ -47,16 +47,18 @@ impl KeyService {
     /// Several threads refresh at once (the periodic check, cron jobs, admin
     /// requests). A view built from a load that a concurrent commit made stale
     /// can reach the swap after the view of that commit; the swap is therefore
-    /// a compare-and-swap (`rcu`) that keeps, per purpose, the view of the
-    /// higher keyring generation (then the later build), so a stale refresh
-    /// never undoes a revocation.
+    /// a compare-and-swap (`rcu`, [`Snapshot::merged`]) that replaces a
+    /// purpose's view only if it is still the one this refresh started from,
+    /// or is of a lower keyring generation: a stale refresh never undoes a
+    /// revocation.
     pub fn refresh(&self) -> bool {
         let now = self.now();
         // Held across IO: a full reference, not a guard.
         let current = self.snapshot.load_full();
         let mut updates = Vec::new();
         for (purpose, config) in &self.config.purposes {
-            let previous = current.purposes.get(purpose).map(Arc::as_ref);
+            let base = current.purposes.get(purpose);
+            let previous = base.map(Arc::as_ref);
             let fault = match self.store.load(purpose) {
                 Ok(ring) => {
                     let ring = ring.unwrap_or_else(|| Keyring::new(purpose));
@@ -83,7 +85,8 @@ impl KeyService {
                             if let Some(prev) = previous {
                                 log_transitions(&ring, prev.built_at, now);
                             }
-                            updates.push(Arc::new(self.build(&config.typ, ring, now, previous)));
+                            let view = self.build(&config.typ, ring, now, previous);
+                            updates.push((base.cloned(), Arc::new(view)));
                             continue;
                         }
                     }
@@ -103,7 +106,7 @@ impl KeyService {
                 None => PurposeKeys::empty(purpose, now),
             };
             view.fault = Some(fault);
-            updates.push(Arc::new(view));
+            updates.push((base.cloned(), Arc::new(view)));
         }
         if updates.is_empty() {
             return false;

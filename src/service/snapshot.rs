@@ -208,16 +208,21 @@ impl Snapshot {
         }
     }
 
-    /// This snapshot with each of `updates` that is newer than the view it
-    /// replaces (see [`PurposeKeys::version`]); the combined JWKS re-rendered.
-    pub fn merged(&self, updates: &[Arc<PurposeKeys>]) -> Snapshot {
+    /// This snapshot with each update applied where it is not stale, and the
+    /// combined JWKS re-rendered. An update is a view built from a load that
+    /// started when `base` was the purpose's view: it replaces the current
+    /// view if that is still `base` (nothing was stored since) or is older
+    /// by [`PurposeKeys::version`].
+    pub fn merged(&self, updates: &[(Option<Arc<PurposeKeys>>, Arc<PurposeKeys>)]) -> Snapshot {
         let mut purposes = self.purposes.clone();
-        for update in updates {
+        for (base, update) in updates {
             let purpose = &update.keyring.purpose;
-            if purposes
-                .get(purpose)
-                .is_none_or(|current| current.version() < update.version())
-            {
+            let replace = match (purposes.get(purpose), base) {
+                (None, _) => true,
+                (Some(current), Some(base)) if Arc::ptr_eq(current, base) => true,
+                (Some(current), _) => current.version() < update.version(),
+            };
+            if replace {
                 purposes.insert(purpose.clone(), Arc::clone(update));
             }
         }

@@ -41,12 +41,22 @@ pub fn client() -> reqwest::Client {
 impl TestServer {
     /// Starts a server with `config` at instant `start`; its issuer is its own public URL.
     pub async fn start(config: &str, start: UnixTime) -> TestServer {
-        let home = Home::new(config);
+        TestServer::start_in(Home::new(config), MASTER, start).await
+    }
+
+    /// Starts a server on an existing home (its keys directory as it is),
+    /// with `master` as `SIGNET_MASTER_KEYS`, at instant `start`.
+    pub async fn start_in(home: Home, master: &str, start: UnixTime) -> TestServer {
         let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (p, a) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
         let text = std::fs::read_to_string(home.config()).unwrap();
-        std::fs::write(home.config(), format!("issuer = \"http://{p}\"\n{text}")).unwrap();
+        let text = text
+            .lines()
+            .filter(|l| !l.starts_with("issuer = "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(home.config(), format!("issuer = \"http://{p}\"\n{text}\n")).unwrap();
         let clock = ManualClock::new(start);
         let env = |_: &str| None;
         let config = Config::load(
@@ -62,7 +72,7 @@ impl TestServer {
             KeyService::open(
                 Arc::new(config),
                 store,
-                MasterKeys::parse(MASTER).unwrap(),
+                MasterKeys::parse(master).unwrap(),
                 Arc::new(clock.clone()),
             )
             .unwrap(),
@@ -125,13 +135,19 @@ impl TestServer {
         .await
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_and_keep_home().await;
+    }
+
+    /// Stops the server and hands back its home, keys and all.
+    pub async fn stop_and_keep_home(mut self) -> Home {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
+        self.home
     }
 }
 
