@@ -246,3 +246,67 @@ async fn revoking_over_http_unpublishes_the_key_at_once() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_too_large_for_verifiers_is_refused_at_sign_time() {
+    let s = TestServer::start(CONFIG, T0).await;
+    let big = "x".repeat(7_000);
+    let r = s
+        .sign(json!({"purpose": "access_token", "claims": {"blob": big}}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let p = json_of(r, "sign").await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("8192 bytes") && detail.contains("would be 9"),
+        "{detail}"
+    );
+    // Just under the cap signs, and verifies.
+    let r = s
+        .sign(json!({"purpose": "access_token", "claims": {"blob": "x".repeat(5_500)}}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let signed = json_of(r, "sign").await;
+    assert_eq!(
+        s.verify("access_token", &signed["token"]).await.status(),
+        200
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn forced_rotations_stop_at_the_cap_with_the_reason() {
+    let s = TestServer::start("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n", T0).await;
+    let rotate = || {
+        s.post(
+            "/v1/keys/access_token/rotate",
+            Some(ADMIN),
+            json!({"force": true}),
+        )
+    };
+    for _ in 0..signet::keys::MAX_RETIRING {
+        assert_eq!(rotate().await.status(), 200);
+    }
+    let r = rotate().await;
+    assert_eq!(r.status(), 409);
+    let p = json_of(r, "rotate").await;
+    assert_eq!(p["type"], "urn:signet:problem:refused");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("8 retiring EdDSA key(s)")
+            && detail.contains("most a manual rotation may leave is 8")
+            && detail.contains("oldest expires at 2026-11-29T"),
+        "{detail}"
+    );
+    let jwks = json_of(s.get("/.well-known/jwks/access_token.json").await, "jwks").await;
+    assert_eq!(
+        kids(&jwks).len(),
+        8 + 2,
+        "8 retiring, the active and the pending key"
+    );
+    // Revocation stays possible at the cap: it removes keys.
+    let active = json_of(s.sign(json!({"purpose": "access_token"})).await, "sign").await;
+    let url = format!("/v1/keys/{}/revoke", active["kid"].as_str().unwrap());
+    assert_eq!(s.post(&url, Some(ADMIN), json!({})).await.status(), 200);
+    s.stop().await;
+}

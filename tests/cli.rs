@@ -69,18 +69,16 @@ fn bad_tokens_exit_1_with_the_reason() {
     let token = sign(&home, "access_token");
     let magic = sign(&home, "magic_link");
 
-    // One bit flipped in the signature.
+    // One signature character changed to another base64url character: the
+    // token is well-formed, only the signature is wrong.
     let mut bytes = token.clone().into_bytes();
     let i = bytes.len() - 5;
-    bytes[i] ^= 0x01;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(bytes).unwrap();
     let (status, err) =
         code(&home.run(&["token", "verify", "--purpose", "access_token", &flipped]));
     assert_eq!(status, 1);
-    assert!(
-        err.contains("bad signature") || err.contains("malformed"),
-        "{err}"
-    );
+    assert!(err.contains("bad signature"), "{err}");
 
     // A token of another purpose.
     let (status, err) = code(&home.run(&["token", "verify", "--purpose", "access_token", &magic]));

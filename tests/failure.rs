@@ -48,9 +48,17 @@ async fn a_corrupt_keyring_leaves_the_other_purposes_working() {
         "only the broken purpose, with a reason and no internal detail"
     );
     let metrics = s.get("/metrics").await.text().await.unwrap();
-    assert!(metric(&metrics, "signet_store_errors_total{purpose=\"refresh_token\"}") >= 1);
+    assert!(
+        metric(
+            &metrics,
+            "signet_store_errors_total{purpose=\"refresh_token\"}"
+        ) >= 1
+    );
     assert_eq!(
-        metric(&metrics, "signet_store_errors_total{purpose=\"access_token\"}"),
+        metric(
+            &metrics,
+            "signet_store_errors_total{purpose=\"access_token\"}"
+        ),
         0
     );
 
@@ -61,7 +69,10 @@ async fn a_corrupt_keyring_leaves_the_other_purposes_working() {
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let jwks = json_of(s.get("/.well-known/jwks.json").await, "jwks").await;
-    assert!(!kids(&jwks).contains(&old), "the revoked key is still published");
+    assert!(
+        !kids(&jwks).contains(&old),
+        "the revoked key is still published"
+    );
     let promoted = active_kid(&s, "access_token").await;
     assert_ne!(promoted, old, "the revoked key still signs");
     let r = s
@@ -127,11 +138,9 @@ async fn a_server_without_the_new_master_key_publishes_but_never_signs_with_an_o
         .unwrap()
         .unwrap();
     let at = s.service.now();
-    let mut published: Vec<String> = stored
-        .published(at)
-        .map(|k| k.kid.clone())
-        .collect();
-    let mut served = kids(&json_of(s.get("/.well-known/jwks/access_token.json").await, "jwks").await);
+    let mut published: Vec<String> = stored.published(at).map(|k| k.kid.clone()).collect();
+    let mut served =
+        kids(&json_of(s.get("/.well-known/jwks/access_token.json").await, "jwks").await);
     published.sort();
     served.sort();
     assert_eq!(served, published);
@@ -157,7 +166,12 @@ async fn a_server_without_the_new_master_key_publishes_but_never_signs_with_an_o
     let ready = problem(s.get("/readyz").await, 503).await;
     assert_eq!(ready["problems"][0]["purpose"], "access_token");
     let metrics = s.get("/metrics").await.text().await.unwrap();
-    assert!(metric(&metrics, "signet_store_errors_total{purpose=\"access_token\"}") >= 1);
+    assert!(
+        metric(
+            &metrics,
+            "signet_store_errors_total{purpose=\"access_token\"}"
+        ) >= 1
+    );
 
     // Restarted with the new list, it signs with the active key again.
     let home = s.stop_and_keep_home().await;
@@ -179,11 +193,16 @@ async fn tokens_signed_before_a_server_sees_another_process_rotate_keep_their_ke
     let s = TestServer::start_in(home, MASTER, SystemClock.now()).await;
     let old = active_kid(&s, "access_token").await;
     // Another process (the CLI) force-rotates; this server polls 20 s later.
-    cli(&s.home, MASTER, &["keys", "rotate", "access_token", "--force"]);
+    cli(
+        &s.home,
+        MASTER,
+        &["keys", "rotate", "access_token", "--force"],
+    );
     s.clock.advance(Duration::from_secs(19));
     let late = json_of(s.sign(json!({"purpose": "access_token"})).await, "sign").await;
     assert_eq!(
-        late["kid"], old.as_str(),
+        late["kid"],
+        old.as_str(),
         "the scenario: a token signed with the retired key before the poll"
     );
     let exp = late["expires_at"].as_u64().unwrap();

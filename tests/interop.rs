@@ -195,3 +195,38 @@ async fn third_party_clients_accept_every_algorithm_across_a_rotation_and_refuse
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_whose_clock_is_two_seconds_behind_accepts_a_fresh_token() {
+    let clients = clients();
+    if clients.is_empty() {
+        return;
+    }
+    // signet's clock runs 2 s ahead of the wall clock the clients read; each
+    // client runs with its default tolerance (0 s for jose and PyJWT).
+    let ahead = UnixTime(SystemClock.now().0 + 2);
+    let s = TestServer::start(CONFIG, ahead).await;
+    let discovery = format!("{}/.well-known/openid-configuration", s.public);
+    let mut tokens = Vec::new();
+    for alg in ["EdDSA", "ES256"] {
+        tokens.push((alg, sign(&s, "access_token", Some(alg)).await));
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let (tokens, discovery) = (tokens.clone(), discovery.clone());
+            tokio::task::spawn_blocking(move || {
+                for (alg, token) in &tokens {
+                    run(&client, &["--discovery", &discovery], "access_token", token)
+                        .unwrap_or_else(|e| {
+                            panic!("{} refused a fresh {alg} token 2 s early: {e}", client.name)
+                        });
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    s.stop().await;
+}

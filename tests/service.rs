@@ -16,7 +16,7 @@ use signet::storage::{FileStore, KeyStore, KeyringTxn, StoreError};
 use crate::common::{Home, MASTER};
 
 /// 2026-11-29T00:00:00Z.
-const T0: UnixTime = UnixTime(1_795_910_400);
+pub(crate) const T0: UnixTime = UnixTime(1_795_910_400);
 
 /// A file store whose next `load` of one purpose, once armed, reads the
 /// keyring, says so, and returns it only when told to go on.
@@ -61,7 +61,7 @@ impl KeyStore for PausingStore {
     }
 }
 
-fn config(home: &Home, now: UnixTime) -> Arc<Config> {
+pub(crate) fn config(home: &Home, now: UnixTime) -> Arc<Config> {
     let env = |_: &str| None;
     Arc::new(
         Config::load(
@@ -75,7 +75,7 @@ fn config(home: &Home, now: UnixTime) -> Arc<Config> {
     )
 }
 
-fn service(home: &Home, store: Arc<dyn KeyStore>, clock: &ManualClock) -> KeyService {
+pub(crate) fn service(home: &Home, store: Arc<dyn KeyStore>, clock: &ManualClock) -> KeyService {
     KeyService::open(
         config(home, clock.now()),
         store,
@@ -112,7 +112,11 @@ fn a_refresh_that_loaded_before_a_revocation_cannot_undo_it() {
     ours.tick().unwrap();
     // Another process rotates: our snapshot is one generation behind.
     clock.advance(Duration::from_secs(60));
-    let other = service(&home, Arc::new(FileStore::open(home.keys()).unwrap()), &clock);
+    let other = service(
+        &home,
+        Arc::new(FileStore::open(home.keys()).unwrap()),
+        &clock,
+    );
     other.rotate(Some("access_token"), true).unwrap();
     let compromised = sign(&other, "access_token");
     assert_ne!(sign(&ours, "access_token"), compromised);
@@ -169,5 +173,8 @@ fn rotating_every_purpose_is_checked_under_the_lock_after_what_is_due() {
     let after: Vec<_> = ["access_token", "refresh_token"]
         .map(|p| store.load(p).unwrap().unwrap())
         .into();
-    assert_eq!(after, before, "a refused rotation of every purpose changed one");
+    assert_eq!(
+        after, before,
+        "a refused rotation of every purpose changed one"
+    );
 }

@@ -165,6 +165,24 @@ async fn hostile_tokens_are_refused_for_the_right_reason() {
             |e| matches!(e, Malformed(_)),
         ),
         (
+            "129-character kid",
+            mint(
+                &ed,
+                &json!({"alg": "EdDSA", "kid": "a".repeat(129), "typ": "at+jwt"}),
+                &c,
+            ),
+            |e| matches!(e, Malformed(m) if m.contains("kid")),
+        ),
+        (
+            "128-character kid, the longest accepted, unknown",
+            mint(
+                &ed,
+                &json!({"alg": "EdDSA", "kid": "a".repeat(128), "typ": "at+jwt"}),
+                &c,
+            ),
+            |e| matches!(e, UnknownKid(k) if k.len() == 128),
+        ),
+        (
             "10 KB kid",
             mint(
                 &ed,

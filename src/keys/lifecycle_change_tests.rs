@@ -26,7 +26,8 @@ fn expiry_across_a_policy_change(before: &Policy, after: &Policy) -> (UnixTime, 
 #[test]
 fn raising_ttl_leeway_max_age_or_poll_interval_keeps_retiring_keys_published_longer() {
     let base = monthly();
-    let raised: [(&str, fn(&mut Policy)); 4] = [
+    type Raise = fn(&mut Policy);
+    let raised: [(&str, Raise); 4] = [
         ("token_ttl", |p| {
             p.token_ttl = Duration::from_secs(30 * 86_400)
         }),

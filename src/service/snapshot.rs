@@ -212,7 +212,7 @@ impl Snapshot {
     /// combined JWKS re-rendered. An update is a view built from a load that
     /// started when `base` was the purpose's view: it replaces the current
     /// view if that is still `base` (nothing was stored since) or is older
-    /// by [`PurposeKeys::version`].
+    /// by version (keyring generation, then build time, then clean over faulted).
     pub fn merged(&self, updates: &[(Option<Arc<PurposeKeys>>, Arc<PurposeKeys>)]) -> Snapshot {
         let mut purposes = self.purposes.clone();
         for (base, update) in updates {
