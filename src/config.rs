@@ -2,7 +2,7 @@
 //! `SIGNET_CONFIG`) < `SIGNET_*` environment variables < flags.
 //!
 //! A configuration that breaks the lifecycle rules is refused here, at load,
-//! with the reason and the fix (DESIGN rule 4).
+//! with the reason and the fix (`docs/lifecycle.md` rule 4).
 
 mod file;
 

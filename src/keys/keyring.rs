@@ -1,4 +1,5 @@
 //! A purpose's keyring and the pure lifecycle transitions over it.
+//! "Rule N" refers to the numbered rules in `docs/lifecycle.md`.
 //!
 //! Nothing here reads the clock or touches storage: [`Keyring::due`] answers
 //! "what must happen at `now`?" as a [`Plan`], [`Keyring::rotate`] and

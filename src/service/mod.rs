@@ -5,8 +5,9 @@
 //! Reads never lock: requests load the current [`Snapshot`] from an
 //! `ArcSwap`; a change builds new per-purpose views and swaps in a snapshot
 //! holding them (see [`refresh`](KeyService::refresh) for why a stale view
-//! never wins). Each purpose is loaded, built and changed on its own: one
-//! purpose's broken keyring leaves the others working.
+//! never wins: `docs/lifecycle.md` rule 11). Each purpose is loaded, built
+//! and changed on its own: one purpose's broken keyring leaves the others
+//! working (rule 10).
 
 mod change;
 mod refresh;

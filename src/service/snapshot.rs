@@ -4,7 +4,9 @@
 //!
 //! The public side (JWKS, verification keys, states) comes from the keyring
 //! alone: a process that cannot decrypt a key still publishes and verifies
-//! exactly what the store holds. Only signing needs the private halves.
+//! exactly what the store holds. Only signing needs the private halves, and
+//! a key that cannot sign is never replaced by another (`docs/lifecycle.md`
+//! rule 1).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
