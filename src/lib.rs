@@ -7,13 +7,15 @@
 //!
 //! - [`clock`]: the one reader of the system clock; [`clock::UnixTime`] and test clocks.
 //! - [`keys`]: the pure core. Algorithms, key generation and ring signing, public
-//!   JWKs and RFC 7638 kids, the lifecycle (`state_at`, `due`, rotate, revoke),
+//!   JWKs and RFC 7638 kids, the lifecycle (`state_at`, `due`, rotate, revoke; the
+//!   rules are numbered in `docs/lifecycle.md`),
 //!   strict JWT parsing and verification. No IO, no async, no clock reads.
 //! - [`crypto_provider`]: a ring-backed `CryptoProvider` for the jsonwebtoken crate,
 //!   so signet and jsonwebtoken share one crypto stack.
 //! - `config` (feature `server`): defaults < `signet.toml` < `SIGNET_*` < flags, checked against the lifecycle rules.
 //! - `storage` (feature `server`): the [`storage::KeyStore`] trait, the encrypted file store, master keys.
-//! - `service` (feature `server`): keyrings plus store plus clock: ticks, rotation, signing, verification.
+//! - `service` (feature `server`): keyrings plus store plus clock: ticks, rotation, signing,
+//!   verification; one snapshot of per-purpose views, each loaded and failing on its own.
 //! - `http` (feature `server`): the public and admin routers, bearer auth, problem+json errors.
 //! - `metrics` (feature `server`): Prometheus counters held by handle, gauges computed at scrape.
 //! - `scheduler` (feature `server`): cron jobs per purpose and the periodic check; both only apply what `keys` says is due.

@@ -8,6 +8,7 @@ pub mod jwk;
 mod keyring;
 mod material;
 mod plan;
+mod policy;
 mod record;
 mod schedule;
 pub mod token;
@@ -19,9 +20,10 @@ mod lifecycle_tests;
 
 pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
 pub use jwk::{PublicJwk, PublicMembers, thumbprint};
-pub use keyring::{Keyring, MAX_RETIRING, Policy};
+pub use keyring::Keyring;
 pub use material::{KeyError, Pkcs8, RSA_BITS, SigningKey, generate, verify_signature};
 pub use plan::{NewKey, Plan, Refusal, Step};
+pub use policy::{MAX_RETIRING, Policy};
 pub use record::{KeyRecord, KeyState, SealedKey};
 pub use schedule::{Schedule, ScheduleError};
 
