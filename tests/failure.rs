@@ -85,6 +85,16 @@ async fn a_corrupt_keyring_leaves_the_other_purposes_working() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_ne!(active_kid(&s, "access_token").await, promoted);
 
+    // A kid found in no readable keyring may be in the broken one: say so.
+    let p = problem(
+        s.post("/v1/keys/no-such-kid/revoke", Some(ADMIN), json!({}))
+            .await,
+        503,
+    )
+    .await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("refresh_token cannot be read"), "{detail}");
+
     // The broken purpose keeps its last good keys, and its file is untouched.
     assert!(kids(&jwks).contains(&refresh_kid));
     assert_eq!(active_kid(&s, "refresh_token").await, refresh_kid);

@@ -156,6 +156,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::UnknownKid(_) | ServiceError::UnknownPurpose(..) => {
                 ApiError::NotFound(e.to_string())
             }
+            ServiceError::KidInUnreadableKeyring { .. } => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -67,10 +67,17 @@ impl KeyService {
             }
         }
         let Some(purpose) = found else {
-            return Err(match unreadable.into_iter().next() {
-                // It may be in the keyring that cannot be read: say so.
-                Some((_, e)) => ServiceError::Store(e),
-                None => ServiceError::UnknownKid(kid.to_owned()),
+            if unreadable.is_empty() {
+                return Err(ServiceError::UnknownKid(kid.to_owned()));
+            }
+            for (purpose, e) in &unreadable {
+                self.errors_of(purpose).inc();
+                tracing::error!(purpose, error = %e, "cannot read a keyring while looking for a key to revoke");
+            }
+            let names: Vec<_> = unreadable.into_iter().map(|(p, _)| p).collect();
+            return Err(ServiceError::KidInUnreadableKeyring {
+                kid: kid.to_owned(),
+                unreadable: names.join(", "),
             });
         };
         self.change(&[purpose.as_str()], |ring, now, policy| {

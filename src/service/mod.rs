@@ -50,6 +50,16 @@ pub enum ServiceError {
     /// No keyring holds this kid.
     #[error("no key {0:?} in any keyring: `signet keys list` shows the kids")]
     UnknownKid(String),
+    /// No readable keyring holds this kid, and some keyrings cannot be read.
+    #[error(
+        "no key {kid:?} in the keyrings that can be read; the keyring of {unreadable} cannot be read, so it may be there: repair it (`signet keys list` says what is wrong) and retry"
+    )]
+    KidInUnreadableKeyring {
+        /// The kid asked for.
+        kid: String,
+        /// The purposes whose keyring failed to load, comma-separated.
+        unreadable: String,
+    },
 }
 
 /// A key's metadata, as `keys list --json` and `GET /v1/keys` show it.
