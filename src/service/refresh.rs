@@ -59,53 +59,11 @@ impl KeyService {
         for (purpose, config) in &self.config.purposes {
             let base = current.purposes.get(purpose);
             let previous = base.map(Arc::as_ref);
-            let fault = match self.store.load(purpose) {
-                Ok(ring) => {
-                    let ring = ring.unwrap_or_else(|| Keyring::new(purpose));
-                    match previous {
-                        Some(prev) if ring.generation < prev.keyring.generation => {
-                            Some(StoreFault {
-                                summary: "the store's keyring is older than the one served",
-                                detail: format!(
-                                    "the {purpose} keyring in the {} is at generation {}, older than generation {} served here (restored from a backup?): signet keeps serving the newer one; restart it to serve the restored keyring",
-                                    self.store.describe(),
-                                    ring.generation,
-                                    prev.keyring.generation
-                                ),
-                            })
-                        }
-                        Some(prev)
-                            if ring.generation == prev.keyring.generation
-                                && prev.fault.is_none()
-                                && prev.valid_until.is_none_or(|t| now < t) =>
-                        {
-                            continue;
-                        }
-                        _ => {
-                            if let Some(prev) = previous {
-                                log_transitions(&ring, prev.built_at, now);
-                            }
-                            let view = self.build(&config.typ, ring, now, previous);
-                            updates.push((base.cloned(), Arc::new(view)));
-                            continue;
-                        }
-                    }
-                }
-                Err(e) => Some(StoreFault {
-                    summary: "the keyring cannot be read",
-                    detail: e.to_string(),
-                }),
+            let view = match self.reload(purpose, &config.typ, previous, now) {
+                Ok(None) => continue,
+                Ok(Some(view)) => view,
+                Err(fault) => self.faulted(purpose, &config.typ, previous, fault, now),
             };
-            let Some(fault) = fault else { continue };
-            self.errors_of(purpose).inc();
-            if previous.and_then(|p| p.fault.as_ref()) != Some(&fault) {
-                tracing::error!(purpose, error = %fault.detail, "cannot reload the keyring; serving the last good one");
-            }
-            let mut view = match previous {
-                Some(prev) => self.build(&config.typ, prev.keyring.clone(), now, Some(prev)),
-                None => PurposeKeys::empty(purpose, now),
-            };
-            view.fault = Some(fault);
             updates.push((base.cloned(), Arc::new(view)));
         }
         if updates.is_empty() {
@@ -113,6 +71,68 @@ impl KeyService {
         }
         self.snapshot.rcu(|snap| snap.merged(&updates));
         true
+    }
+
+    /// A new view of `purpose` if its keyring changed or a key changed state
+    /// since `previous` was built; `None` if `previous` still holds.
+    fn reload(
+        &self,
+        purpose: &str,
+        typ: &str,
+        previous: Option<&PurposeKeys>,
+        now: UnixTime,
+    ) -> Result<Option<PurposeKeys>, StoreFault> {
+        let ring = self
+            .store
+            .load(purpose)
+            .map_err(|e| StoreFault {
+                summary: "the keyring cannot be read",
+                detail: e.to_string(),
+            })?
+            .unwrap_or_else(|| Keyring::new(purpose));
+        if let Some(prev) = previous {
+            if ring.generation < prev.keyring.generation {
+                return Err(StoreFault {
+                    summary: "the store's keyring is older than the one served",
+                    detail: format!(
+                        "the {purpose} keyring in the {} is at generation {}, older than generation {} served here (restored from a backup?): signet keeps serving the newer one; restart it to serve the restored keyring",
+                        self.store.describe(),
+                        ring.generation,
+                        prev.keyring.generation
+                    ),
+                });
+            }
+            if ring.generation == prev.keyring.generation
+                && prev.fault.is_none()
+                && prev.valid_until.is_none_or(|t| now < t)
+            {
+                return Ok(None);
+            }
+            log_transitions(&ring, prev.built_at, now);
+        }
+        Ok(Some(self.build(typ, ring, now, previous)))
+    }
+
+    /// The last good view of `purpose`, rebuilt for `now` and marked with
+    /// `fault`, which is counted, and logged when it starts or changes.
+    fn faulted(
+        &self,
+        purpose: &str,
+        typ: &str,
+        previous: Option<&PurposeKeys>,
+        fault: StoreFault,
+        now: UnixTime,
+    ) -> PurposeKeys {
+        self.errors_of(purpose).inc();
+        if previous.and_then(|p| p.fault.as_ref()) != Some(&fault) {
+            tracing::error!(purpose, error = %fault.detail, "cannot reload the keyring; serving the last good one");
+        }
+        let mut view = match previous {
+            Some(prev) => self.build(typ, prev.keyring.clone(), now, Some(prev)),
+            None => PurposeKeys::empty(purpose, now),
+        };
+        view.fault = Some(fault);
+        view
     }
 
     /// Builds a purpose's view; counts and logs each signing key that could
