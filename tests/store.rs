@@ -247,3 +247,73 @@ fn an_existing_keys_directory_is_tightened_to_0700() {
     let mode = std::fs::metadata(home.keys()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
 }
+
+/// Runs `args`, waiting at most a minute: a hang is a failure, not a stuck test.
+fn run_bounded(home: &Home, args: &[&str]) -> (i32, String) {
+    let mut child = home
+        .cmd(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("signet {args:?} hung on a hostile keys directory");
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn only_regular_keyring_files_of_sane_size_are_read() {
+    let home = bootstrapped();
+    let kid = FileStore::open(home.keys())
+        .unwrap()
+        .load("access_token")
+        .unwrap()
+        .unwrap()
+        .keys[0]
+        .kid
+        .clone();
+    let path = home.keys().join("refresh_token.json");
+    // A FIFO: reading it would block for ever, with the store's lock held.
+    std::fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (status, err) = run_bounded(&home, &["keys", "rotate", "--force"]);
+    assert_eq!(status, 2, "{err}");
+    assert!(
+        err.contains("refresh_token.json is not a regular file"),
+        "{err}"
+    );
+    // A key of another purpose can still be revoked.
+    let (status, err) = run_bounded(&home, &["keys", "revoke", &kid]);
+    assert_eq!(status, 0, "{err}");
+
+    // A symbolic link (here to an endless device) is not followed.
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    let (status, err) = run_bounded(&home, &["keys", "list"]);
+    assert_eq!(status, 2, "{err}");
+    assert!(
+        err.contains("refresh_token.json is a symbolic link"),
+        "{err}"
+    );
+
+    // A regular file far larger than any keyring is refused unread.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, vec![b' '; 2 * 1024 * 1024]).unwrap();
+    let (status, err) = run_bounded(&home, &["keys", "list"]);
+    assert_eq!(status, 2, "{err}");
+    assert!(err.contains("is larger than 1048576 bytes"), "{err}");
+}

@@ -17,11 +17,15 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::small_file::{SmallFileError, read_small};
 use super::{KeyStore, KeyringTxn, StoreError, check_keyring};
 use crate::keys::Keyring;
 
 const FORMAT: u32 = 1;
 const LOCK_FILE: &str = ".lock";
+/// A keyring is a few kilobytes (tens with RSA-4096 keys); anything larger
+/// is not one of signet's.
+const MAX_KEYRING_BYTES: u64 = 1024 * 1024;
 /// Temporary files are `.<purpose>.json.tmp-<pid>`.
 const TMP_MARK: &str = ".json.tmp-";
 
@@ -173,11 +177,14 @@ impl FileStore {
     /// Takes the store's write lock and deletes what killed writers left.
     fn take_lock(&self) -> Result<File, StoreError> {
         let path = self.dir.join(LOCK_FILE);
+        // Neither a symbolic link nor a FIFO planted at the lock's path is
+        // followed or waited on: the open fails instead.
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|source| StoreError::Io {
                 action: "open the lock file",
@@ -217,20 +224,21 @@ impl FileStore {
 
     fn read(&self, purpose: &str) -> Result<Option<Keyring>, StoreError> {
         let path = self.path(purpose);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            location: path.display().to_string(),
+            reason,
+        };
+        let bytes = match read_small(&path, MAX_KEYRING_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(SmallFileError::Refused(reason)) => return Err(corrupt(reason)),
+            Err(SmallFileError::Io(source)) => {
                 return Err(StoreError::Io {
                     action: "read",
                     path,
                     source,
                 });
             }
-        };
-        let corrupt = |reason: String| StoreError::Corrupt {
-            location: path.display().to_string(),
-            reason,
         };
         let disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| {
             let what = if e.is_eof() {

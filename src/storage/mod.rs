@@ -6,6 +6,7 @@
 
 mod file;
 pub mod seal;
+pub(crate) mod small_file;
 
 use std::fmt;
 use std::path::PathBuf;

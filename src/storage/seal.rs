@@ -83,8 +83,11 @@ impl MasterKeys {
             return Ok((MasterKeys::parse(text)?, MasterSource::Environment));
         }
         let path = dir.join(MASTER_KEY_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => {
+        let read = super::small_file::read_small(&path, 4096);
+        match read {
+            Ok(Some(bytes)) => {
+                let bytes = Zeroizing::new(bytes);
+                let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
                 let keys = MasterKeys::parse(text.trim()).map_err(|e| {
                     master_err(format!(
                         "{} is unusable ({e}); restore it from a backup",
@@ -93,7 +96,11 @@ impl MasterKeys {
                 })?;
                 Ok((keys, MasterSource::File(path)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(super::small_file::SmallFileError::Refused(reason)) => Err(master_err(format!(
+                "{} {reason}; restore it from a backup",
+                path.display()
+            ))),
+            Ok(None) => {
                 let has_keyrings = fs::read_dir(dir)
                     .map(|entries| {
                         entries
@@ -136,7 +143,7 @@ impl MasterKeys {
                     MasterSource::Created(path),
                 ))
             }
-            Err(source) => Err(StoreError::Io {
+            Err(super::small_file::SmallFileError::Io(source)) => Err(StoreError::Io {
                 action: "read",
                 path,
                 source,
