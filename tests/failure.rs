@@ -1,8 +1,6 @@
 //! A running server when part of the store fails or changes under it: a
 //! corrupt keyring, a master key it lacks, a write by another process.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use signet::clock::{Clock, SystemClock, UnixTime};
 use signet::keys::KeyState;
@@ -122,21 +120,21 @@ async fn a_server_without_the_new_master_key_publishes_but_never_signs_with_an_o
     let now = SystemClock.now();
     let s = TestServer::start_in(Home::new(ED), MASTER, now).await;
     let first = active_kid(&s, "access_token").await;
-    // The operator skips a step: re-encrypts under a new master key this
-    // server lacks, then rotates twice, so the key that signs now was made
-    // under the new key.
+    // The operator skips a step: gives the new list to the CLI but not to
+    // this server, re-encrypts, then rotates twice, so the key that signs now
+    // was made under the new key.
     let both = format!("{OTHER_MASTER},{MASTER}");
     cli(&s.home, &both, &["keys", "reencrypt"]);
     for _ in 0..2 {
         cli(
             &s.home,
-            OTHER_MASTER,
+            &both,
             &["keys", "rotate", "access_token", "--force"],
         );
     }
     let token = cli(
         &s.home,
-        OTHER_MASTER,
+        &both,
         &["token", "sign", "--purpose", "access_token"],
     );
     s.service.refresh();
@@ -213,7 +211,8 @@ async fn tokens_signed_before_a_server_sees_another_process_rotate_keep_their_ke
             MASTER,
             &["keys", "rotate", "access_token", "--force"],
         );
-        s.clock.advance(Duration::from_secs(19));
+        // 19 s after the CLI's write, by the wall clock the CLI used.
+        s.clock.set(UnixTime(SystemClock.now().0 + 19));
         let late = json_of(s.sign(json!({"purpose": "access_token"})).await, "sign").await;
         if late["kid"] == old.as_str() {
             reproduced = Some((old, late));

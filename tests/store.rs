@@ -119,14 +119,14 @@ fn a_flipped_ciphertext_byte_is_reported_and_nothing_is_written() {
     let mut bytes = text.into_bytes();
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(&path, bytes).unwrap();
-    refused_and_untouched(&home, "authentication failed");
+    refused_and_untouched(&home, "fails authentication");
 }
 
 #[test]
 fn a_wrong_master_key_is_reported_and_nothing_is_written() {
     let mut home = bootstrapped();
     home.master = OTHER_MASTER.into();
-    refused_and_untouched(&home, "not configured");
+    refused_and_untouched(&home, "none of which is configured");
 }
 
 #[test]

@@ -40,6 +40,16 @@ pub(super) fn run(cmd: KeysCommand, service: KeyService) -> Result<(), CliError>
             print_keys(&keys, false);
             Ok(())
         }
+        KeysCommand::Authenticate => {
+            let done = service.authenticate()?;
+            if done.is_empty() {
+                println!("every keyring is already authenticated");
+            } else {
+                println!("authenticated: {}", done.join(", "));
+                print_keys(&service.keys_of(None), false);
+            }
+            Ok(())
+        }
         KeysCommand::Reencrypt => {
             let n = service.reencrypt()?;
             println!("re-encrypted {n} private key(s) under the newest master key");
@@ -85,6 +95,14 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
         TokenCommand::Verify { purpose, token, .. } => {
             if !service.config().purposes.contains_key(&purpose) {
                 return Err(CliError::Usage(format!("unknown purpose {purpose:?}")));
+            }
+            // A keyring that cannot be read or trusted is an error, not a verdict on the token.
+            if let Some(p) = service
+                .problems()
+                .into_iter()
+                .find(|p| p.purpose == purpose && p.kind == ProblemKind::Store)
+            {
+                return Err(CliError::Usage(p.detail));
             }
             let verified = service.verify(&purpose, token.trim())?;
             let out = serde_json::to_string_pretty(&verified.claims).unwrap_or_default();

@@ -73,6 +73,8 @@ pub enum KeysCommand {
     },
     /// Re-encrypt every private key under the newest master key.
     Reencrypt,
+    /// Authenticate keyrings written by an earlier signet, after checking them.
+    Authenticate,
 }
 
 /// `signet token ...`

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Algorithm;
 use super::plan::{NewKey, Plan, Refusal, Step};
 use super::policy::{MAX_RETIRING, Policy};
-use super::record::{KeyRecord, KeyState};
+use super::record::{KeyRecord, KeyState, KeyringMac};
 use crate::clock::UnixTime;
 
 /// All keys of one purpose.
@@ -23,8 +23,17 @@ pub struct Keyring {
     pub purpose: String,
     /// Incremented by every stored change; replicas compare it to notice changes.
     pub generation: u64,
+    /// A random identity given when the keyring is first stored: a keyring
+    /// moved aside and started again is another keyring, even at the same
+    /// generation. Empty until stored.
+    #[serde(default)]
+    pub id: String,
     /// Every key not yet dropped, oldest first.
     pub keys: Vec<KeyRecord>,
+    /// The authentication of everything above, one tag per master key of the
+    /// writer; set by whoever stores it. Empty: not authenticated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mac: Vec<KeyringMac>,
 }
 
 impl Keyring {
@@ -33,7 +42,9 @@ impl Keyring {
         Keyring {
             purpose: purpose.to_owned(),
             generation: 0,
+            id: String::new(),
             keys: Vec::new(),
+            mac: Vec::new(),
         }
     }
 

@@ -24,7 +24,7 @@ pub use keyring::Keyring;
 pub use material::{KeyError, Pkcs8, RSA_BITS, SigningKey, generate, verify_signature};
 pub use plan::{NewKey, Plan, Refusal, Step};
 pub use policy::{MAX_RETIRING, Policy};
-pub use record::{KeyRecord, KeyState, SealedKey};
+pub use record::{KeyRecord, KeyState, KeyringMac, SealedKey};
 pub use schedule::{Schedule, ScheduleError};
 
 /// The JWT `typ` signet gives a purpose unless configured otherwise:

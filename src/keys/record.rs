@@ -25,6 +25,16 @@ impl fmt::Debug for SealedKey {
     }
 }
 
+/// The authentication of a whole keyring document (a MAC under a key derived
+/// from the master key); opaque to the lifecycle core.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyringMac {
+    /// Which master key it was derived from (a short fingerprint, not the key).
+    pub master: String,
+    /// base64url tag.
+    pub tag: String,
+}
+
 /// Where a key is in its life at a given instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

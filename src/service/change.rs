@@ -3,7 +3,12 @@
 
 use super::{KeyInfo, KeyService, ServiceError};
 use crate::clock::UnixTime;
-use crate::keys::{Algorithm, Keyring, NewKey, Plan, Policy, Refusal, SigningKey, Step, generate};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::keys::jwk::b64;
+use crate::keys::{
+    Algorithm, KeyError, Keyring, NewKey, Plan, Policy, Refusal, SigningKey, Step, generate,
+};
 use crate::storage::StoreError;
 
 impl KeyService {
@@ -93,9 +98,11 @@ impl KeyService {
         let mut count = 0;
         for purpose in self.config.purposes.keys() {
             let txn = self.store.lock(&[purpose])?;
-            let Some(mut ring) = txn.current(purpose).cloned() else {
+            let Some(stored) = txn.current(purpose) else {
                 continue;
             };
+            self.master.check(stored)?;
+            let mut ring = stored.clone();
             let mut changed = 0;
             for key in &mut ring.keys {
                 if let Some(sealed) = key
@@ -108,13 +115,49 @@ impl KeyService {
                     changed += 1;
                 }
             }
-            if changed > 0 {
+            // Re-authenticated under the newest key too, even with nothing to re-seal.
+            if changed > 0 || !self.master.authenticated_by_all(stored) {
+                self.prepare_commit(&mut ring, Some(stored))?;
                 txn.commit(vec![ring])?;
                 count += changed;
             }
         }
         self.refresh();
         Ok(count)
+    }
+
+    /// Authenticates keyrings written by an earlier signet (they carry no
+    /// authentication and every process refuses them until then), after
+    /// checking each holds only keys this process can open or that no longer
+    /// sign. Returns the purposes authenticated. A keyring whose
+    /// authentication exists but fails is never re-authenticated.
+    pub fn authenticate(&self) -> Result<Vec<String>, ServiceError> {
+        let mut done = Vec::new();
+        for purpose in self.config.purposes.keys() {
+            let txn = self.store.lock(&[purpose])?;
+            let Some(stored) = txn.current(purpose) else {
+                continue;
+            };
+            if !stored.mac.is_empty() {
+                self.master.check(stored)?;
+                continue;
+            }
+            for key in &stored.keys {
+                if let Some(sealed) = &key.private {
+                    self.master.open(purpose, &key.kid, sealed)?;
+                }
+            }
+            let mut ring = stored.clone();
+            self.prepare_commit(&mut ring, Some(stored))?;
+            txn.commit(vec![ring])?;
+            tracing::warn!(
+                purpose,
+                "authenticated a keyring written by an earlier signet"
+            );
+            done.push(purpose.clone());
+        }
+        self.refresh();
+        Ok(done)
     }
 
     /// Under the store's lock on `purposes`: for each, applies what is due,
@@ -153,17 +196,18 @@ impl KeyService {
                 .purposes
                 .get(purpose)
                 .map_or(2048, |p| p.rsa_bits);
-            let mut ring = txn
-                .current(purpose)
-                .cloned()
-                .unwrap_or_else(|| Keyring::new(purpose));
-            self.check_sealed(&ring)?;
+            let stored = txn.current(purpose);
+            if let Some(stored) = stored {
+                self.check_stored(stored)?;
+            }
+            let mut ring = stored.cloned().unwrap_or_else(|| Keyring::new(purpose));
             let mut make = |alg: Algorithm| self.make_key(purpose, alg, rsa_bits);
             let due = ring.due(now, &policy);
             ring.apply(&due, now, &policy, &mut make)?;
             let asked = op(&ring, now, &policy)?;
             ring.apply(&asked, now, &policy, &mut make)?;
             if !(due.is_empty() && asked.is_empty()) {
+                self.prepare_commit(&mut ring, stored)?;
                 log.push((purpose, due.steps.into_iter().chain(asked.steps)));
                 changed.push(ring);
             }
@@ -180,15 +224,32 @@ impl KeyService {
         Ok(true)
     }
 
-    /// Refuses to change a keyring whose sealed keys this process cannot
-    /// open: it would seal new keys under a master key the others may lack,
-    /// or carry altered ciphertext forward.
-    fn check_sealed(&self, ring: &Keyring) -> Result<(), StoreError> {
+    /// Refuses to change a stored keyring that fails authentication, or
+    /// whose sealed keys this process cannot open: it would carry an altered
+    /// document forward, or seal new keys under a master key the others lack.
+    fn check_stored(&self, ring: &Keyring) -> Result<(), StoreError> {
+        self.master.check(ring)?;
         for key in &ring.keys {
             if let Some(sealed) = &key.private {
                 self.master.open(&ring.purpose, &key.kid, sealed)?;
             }
         }
+        Ok(())
+    }
+
+    /// Makes `ring` the successor of `stored`: the next generation, the same
+    /// identity (a new one for a new keyring), authenticated under the newest
+    /// master key.
+    fn prepare_commit(
+        &self,
+        ring: &mut Keyring,
+        stored: Option<&Keyring>,
+    ) -> Result<(), ServiceError> {
+        ring.generation = stored.map_or(0, |k| k.generation) + 1;
+        if ring.id.is_empty() {
+            ring.id = random_id()?;
+        }
+        self.master.authenticate(ring)?;
         Ok(())
     }
 
@@ -207,6 +268,15 @@ impl KeyService {
             sealed,
         })
     }
+}
+
+/// 128 random bits, base64url.
+fn random_id() -> Result<String, KeyError> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| KeyError::Random)?;
+    Ok(b64(&bytes))
 }
 
 fn log_step(purpose: &str, step: &Step, generation: u64) {

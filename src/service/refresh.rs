@@ -82,16 +82,24 @@ impl KeyService {
         previous: Option<&PurposeKeys>,
         now: UnixTime,
     ) -> Result<Option<PurposeKeys>, StoreFault> {
-        let ring = self
-            .store
-            .load(purpose)
-            .map_err(|e| StoreFault {
-                summary: "the keyring cannot be read",
-                detail: e.to_string(),
-            })?
-            .unwrap_or_else(|| Keyring::new(purpose));
+        let loaded = self.store.load(purpose).map_err(|e| StoreFault {
+            summary: "the keyring cannot be read",
+            detail: e.to_string(),
+        })?;
+        let ring = match loaded {
+            Some(ring) => {
+                self.master.check(&ring).map_err(|e| StoreFault {
+                    summary: "the keyring fails authentication",
+                    detail: e.to_string(),
+                })?;
+                ring
+            }
+            None => Keyring::new(purpose),
+        };
         if let Some(prev) = previous {
-            if ring.generation < prev.keyring.generation {
+            // Another identity is another keyring (moved aside, started
+            // again): it replaces the one served whatever its generation.
+            if ring.id == prev.keyring.id && ring.generation < prev.keyring.generation {
                 return Err(StoreFault {
                     summary: "the store's keyring is older than the one served",
                     detail: format!(
@@ -102,7 +110,8 @@ impl KeyService {
                     ),
                 });
             }
-            if ring.generation == prev.keyring.generation
+            if ring.id == prev.keyring.id
+                && ring.generation == prev.keyring.generation
                 && prev.fault.is_none()
                 && prev.valid_until.is_none_or(|t| now < t)
             {

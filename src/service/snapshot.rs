@@ -222,7 +222,11 @@ impl Snapshot {
             let replace = match (purposes.get(purpose), base) {
                 (None, _) => true,
                 (Some(current), Some(base)) if Arc::ptr_eq(current, base) => true,
-                (Some(current), _) => current.version() < update.version(),
+                // Views of different keyrings (one moved aside and started
+                // again) have no order: only the base rule applies.
+                (Some(current), _) => {
+                    current.keyring.id == update.keyring.id && current.version() < update.version()
+                }
             };
             if replace {
                 purposes.insert(purpose.clone(), Arc::clone(update));

@@ -350,7 +350,7 @@ impl KeyringTxn for FileTxn<'_> {
 
     fn commit(self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError> {
         let mut generations = Vec::with_capacity(keyrings.len());
-        for mut keyring in keyrings {
+        for keyring in keyrings {
             let Some((_, current)) = self.current.iter().find(|(p, _)| *p == keyring.purpose)
             else {
                 return Err(StoreError::Corrupt {
@@ -358,7 +358,18 @@ impl KeyringTxn for FileTxn<'_> {
                     reason: "was not locked by this write (a bug in signet)".into(),
                 });
             };
-            keyring.generation = current.as_ref().map_or(0, |k| k.generation) + 1;
+            // Compare-and-swap: the keyring must be the successor of the one
+            // read under this lock (its authentication covers the generation).
+            let expected = current.as_ref().map_or(0, |k| k.generation) + 1;
+            if keyring.generation != expected {
+                return Err(StoreError::Corrupt {
+                    location: self.store.path(&keyring.purpose).display().to_string(),
+                    reason: format!(
+                        "would be written at generation {} instead of {expected} (a bug in signet)",
+                        keyring.generation
+                    ),
+                });
+            }
             self.store.write(&keyring)?;
             generations.push(keyring.generation);
         }

@@ -49,6 +49,16 @@ pub enum StoreError {
         /// Why, and what to do.
         reason: String,
     },
+    /// A keyring's authentication is missing or does not verify. Nothing was overwritten.
+    #[error(
+        "the {purpose} keyring fails authentication: {reason}. signet left it untouched; restore it from a backup"
+    )]
+    Unauthenticated {
+        /// The keyring's purpose.
+        purpose: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// The master key configuration is unusable.
     #[error("master key: {0}")]
     MasterKey(String),
@@ -78,9 +88,9 @@ pub trait KeyringTxn {
     /// A locked purpose's keyring as of the lock (`None`: never written, or not locked).
     fn current(&self, purpose: &str) -> Option<&Keyring>;
 
-    /// Stores each keyring (of a locked purpose) atomically, with its
-    /// generation one above the current one, then releases the lock.
-    /// Returns the stored generations, in order.
+    /// Stores each keyring (of a locked purpose) atomically, then releases
+    /// the lock. Each keyring's generation must be one above the one read
+    /// under the lock (a compare-and-swap). Returns the stored generations.
     fn commit(self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError>;
 }
 

@@ -1,9 +1,16 @@
-//! Master keys and the sealing of private keys at rest.
+//! Master keys, the sealing of private keys at rest, and the authentication
+//! of whole keyrings.
 //!
 //! Each private key is encrypted with AES-256-GCM (ring) under the newest
 //! master key, with `signet/v1 <purpose> <kid>` as associated data: a sealed
 //! key moved to another kid or purpose fails to open. Older master keys only
 //! decrypt, so master keys rotate by prepending a new one and re-encrypting.
+//!
+//! Each keyring document (purpose, generation, identity, every key and its
+//! timestamps) carries an HMAC-SHA256 tag under a key derived from the master
+//! key with HKDF-SHA256 (RFC 5869), distinct from the sealing key. Someone who
+//! can write the keys directory but lacks the master key can neither add a
+//! key, nor clear a revocation, nor move a keyring to another purpose.
 
 use std::fmt;
 use std::fs;
@@ -15,11 +22,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
 
 use super::StoreError;
 use crate::keys::jwk::{b64, b64_decode};
-use crate::keys::{Pkcs8, SealedKey};
+use crate::keys::{Keyring, KeyringMac, Pkcs8, SealedKey};
 
 /// The file holding the development master key inside the keys directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -27,6 +35,7 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 struct MasterKey {
     id: String,
     key: LessSafeKey,
+    mac: hmac::Key,
 }
 
 /// The configured master keys, newest first.
@@ -218,6 +227,80 @@ impl MasterKeys {
     }
 }
 
+impl MasterKeys {
+    /// Sets `keyring.mac` to its authentication under every configured
+    /// master key, so that a process still holding only an older key (in the
+    /// middle of a master-key rotation) can check it. Call after every other
+    /// change, generation included.
+    pub fn authenticate(&self, keyring: &mut Keyring) -> Result<(), StoreError> {
+        keyring.mac.clear();
+        let input = mac_input(keyring)?;
+        keyring.mac = self
+            .keys
+            .iter()
+            .map(|k| KeyringMac {
+                master: k.id.clone(),
+                tag: b64(hmac::sign(&k.mac, &input).as_ref()),
+            })
+            .collect();
+        if keyring.mac.is_empty() {
+            return Err(master_err("no master key configured"));
+        }
+        Ok(())
+    }
+
+    /// Checks `keyring.mac`: a tag under a configured master key must verify.
+    pub fn check(&self, keyring: &Keyring) -> Result<(), StoreError> {
+        let fail = |reason: String| StoreError::Unauthenticated {
+            purpose: keyring.purpose.clone(),
+            reason,
+        };
+        if keyring.mac.is_empty() {
+            return Err(fail(
+                "it carries no authentication (written by an earlier signet, or stripped): check its keys with `signet keys list`, then run `signet keys authenticate`".into(),
+            ));
+        }
+        let Some((master, mac)) = keyring
+            .mac
+            .iter()
+            .find_map(|m| self.keys.iter().find(|k| k.id == m.master).map(|k| (k, m)))
+        else {
+            let ids: Vec<_> = keyring.mac.iter().map(|m| m.master.as_str()).collect();
+            return Err(fail(format!(
+                "it was authenticated with master key(s) {}, none of which is configured; add the newest to SIGNET_MASTER_KEYS",
+                ids.join(", ")
+            )));
+        };
+        let tag = b64_decode(&mac.tag)
+            .ok_or_else(|| fail("its authentication tag is not base64url".into()))?;
+        let unsigned = Keyring {
+            mac: Vec::new(),
+            ..keyring.clone()
+        };
+        hmac::verify(&master.mac, &mac_input(&unsigned)?, &tag).map_err(|_| {
+            fail("it was altered outside signet (a key added or changed, a revocation cleared, a timestamp moved)".into())
+        })
+    }
+
+    /// Whether `keyring` is authenticated under exactly the configured master keys.
+    pub fn authenticated_by_all(&self, keyring: &Keyring) -> bool {
+        keyring.mac.len() == self.keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(&keyring.mac)
+                .all(|(k, m)| k.id == m.master)
+    }
+}
+
+/// What a keyring's tag covers: a domain label and the whole document.
+fn mac_input(keyring: &Keyring) -> Result<Vec<u8>, StoreError> {
+    let mut input = b"signet/v1 keyring\0".to_vec();
+    serde_json::to_writer(&mut input, keyring)
+        .map_err(|e| master_err(format!("cannot encode the keyring: {e}")))?;
+    Ok(input)
+}
+
 impl MasterKey {
     fn new(bytes: &[u8]) -> Result<MasterKey, StoreError> {
         let mut input = b"signet master key id\0".to_vec();
@@ -227,9 +310,15 @@ impl MasterKey {
         let id = b64(&digest.as_ref()[..9]);
         let key = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| master_err("a master key must be 32 bytes"))?;
+        let mac: hmac::Key = hkdf::Salt::new(hkdf::HKDF_SHA256, b"signet master key")
+            .extract(bytes)
+            .expand(&[b"signet/v1 keyring authentication"], hmac::HMAC_SHA256)
+            .map_err(|_| master_err("cannot derive the keyring authentication key"))?
+            .into();
         Ok(MasterKey {
             id,
             key: LessSafeKey::new(key),
+            mac,
         })
     }
 }
