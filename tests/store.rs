@@ -250,24 +250,25 @@ fn an_existing_keys_directory_is_tightened_to_0700() {
 
 /// Runs `args`, waiting at most a minute: a hang is a failure, not a stuck test.
 fn run_bounded(home: &Home, args: &[&str]) -> (i32, String) {
-    let mut child = home
+    let child = home
         .cmd(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            return (status.code().unwrap_or(-1), err);
-        }
-        if started.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(out) => code(&out.unwrap()),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
             panic!("signet {args:?} hung on a hostile keys directory");
         }
-        std::thread::yield_now();
     }
 }
 
