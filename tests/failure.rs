@@ -18,7 +18,7 @@ async fn problem(r: reqwest::Response, status: u16) -> Value {
 }
 
 /// The value of a metric line such as `signet_store_errors_total{purpose="x"}`.
-fn metric(text: &str, series: &str) -> u64 {
+pub(crate) fn metric(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series} in {text}"))

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod admin;
+mod attack;
 mod cli;
 mod common;
 mod failure;
