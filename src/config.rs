@@ -102,6 +102,9 @@ pub struct PurposeConfig {
     pub typ: String,
     /// RSA modulus size for new RSA keys.
     pub rsa_bits: u32,
+    /// Whether third parties verify this purpose's tokens: its keys are in
+    /// the JWKS that OIDC discovery's `jwks_uri` names.
+    pub discovery: bool,
 }
 
 /// The effective configuration.

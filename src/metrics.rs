@@ -19,8 +19,9 @@ use crate::service::{Snapshot, StoreErrors};
 type Labels = Vec<(&'static str, String)>;
 
 /// The routes whose requests are counted, as axum matches them.
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 12] = [
     "/.well-known/jwks.json",
+    "/.well-known/jwks/third-party.json",
     "/.well-known/jwks/{purpose}",
     "/.well-known/openid-configuration",
     "/healthz",

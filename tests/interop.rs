@@ -230,3 +230,43 @@ async fn a_verifier_whose_clock_is_two_seconds_behind_accepts_a_fresh_token() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_oidc_verifiers_accept_access_tokens_and_refuse_every_other_purpose() {
+    let clients = clients();
+    if clients.is_empty() {
+        return;
+    }
+    let s = TestServer::start(CONFIG, SystemClock.now()).await;
+    let oidc = format!("{}/.well-known/openid-configuration", s.public);
+    let access = sign(&s, "access_token", Some("ES256")).await;
+    let mut others = Vec::new();
+    for purpose in ["refresh_token", "magic_link", "reset_password_link"] {
+        others.push((purpose, sign(&s, purpose, None).await));
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let (oidc, access, others) = (oidc.clone(), access.clone(), others.clone());
+            tokio::task::spawn_blocking(move || {
+                // Issuer and algorithms checked, typ not: what a generic client does.
+                run(&client, &["--oidc", &oidc], "access_token", &access)
+                    .unwrap_or_else(|e| panic!("{} refused an access token: {e}", client.name));
+                for (purpose, token) in &others {
+                    match run(&client, &["--oidc", &oidc], "access_token", token) {
+                        Ok(_) => panic!("{} took a {purpose} for an access token", client.name),
+                        Err(why) => eprintln!(
+                            "interop: {} refused a {purpose} as an access token: {}",
+                            client.name,
+                            why.trim()
+                        ),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    s.stop().await;
+}

@@ -94,10 +94,14 @@ async fn jwks_lists_active_and_pending_keys_with_public_members_only() {
     )
     .await;
     assert_eq!(doc["issuer"], s.public.as_str());
+    // Discovery names the JWKS of the purposes third parties verify: access tokens only.
     assert_eq!(
         doc["jwks_uri"],
-        format!("{}/.well-known/jwks.json", s.public)
+        format!("{}/.well-known/jwks/third-party.json", s.public)
     );
+    let third = json_of(s.get("/.well-known/jwks/third-party.json").await, "jwks").await;
+    let access = json_of(s.get("/.well-known/jwks/access_token.json").await, "jwks").await;
+    assert_eq!(kids(&third), kids(&access));
     assert_eq!(
         doc["id_token_signing_alg_values_supported"],
         json!(["ES256", "EdDSA"])

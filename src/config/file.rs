@@ -53,6 +53,7 @@ pub(super) struct FilePurpose {
     pub(super) rotate: Option<String>,
     pub(super) typ: Option<String>,
     pub(super) rsa_bits: Option<u32>,
+    pub(super) discovery: Option<bool>,
 }
 
 /// Built-in purposes: (name, algorithm, token_ttl); `typ` from [`default_typ`].
@@ -120,6 +121,7 @@ fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, 
         rotate,
         typ,
         rsa_bits,
+        discovery: p.discovery.or(d.discovery).unwrap_or(false),
     })
 }
 
@@ -140,6 +142,8 @@ pub(super) fn purposes(
             rotate: Some(DEFAULT_ROTATE.to_owned()),
             typ: Some(default_typ(name)),
             rsa_bits: Some(2048),
+            // Third parties verify access tokens; the issuer verifies the rest.
+            discovery: Some(name == "access_token"),
         };
         purposes.insert(name.to_owned(), purpose(name, p, defaults)?);
     }
@@ -166,6 +170,7 @@ pub(super) fn purposes(
             rotate: Some(DEFAULT_ROTATE.to_owned()),
             typ: Some(default_typ(&name)),
             rsa_bits: Some(2048),
+            discovery: Some(false),
         };
         purposes.insert(name.clone(), purpose(&name, p, defaults)?);
     }

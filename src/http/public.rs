@@ -12,10 +12,14 @@ use crate::config::Config;
 use crate::service::Rendered;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// The JWKS of the purposes third parties verify; discovery's `jwks_uri`.
+/// Purpose names have no `-`, so it cannot shadow a purpose's JWKS.
+pub(crate) const THIRD_PARTY_JWKS: &str = "/.well-known/jwks/third-party.json";
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
+        .route(THIRD_PARTY_JWKS, get(third_party_jwks))
         .route("/.well-known/jwks/{purpose}", get(jwks_of))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -23,11 +27,15 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// The OIDC discovery document (config-determined, rendered once).
+/// The OIDC discovery document (config-determined, rendered once). Its
+/// `jwks_uri` holds only the purposes third parties verify, so a generic
+/// verifier following it refuses every other purpose's token by kid;
+/// `signet_purposes` names each purpose's own JWKS and `typ`.
 pub(super) fn discovery_document(config: &Config) -> Vec<u8> {
     let mut algs: Vec<&str> = config
         .purposes
         .values()
+        .filter(|p| p.discovery)
         .flat_map(|p| p.algorithms.iter().map(|a| a.as_str()))
         .collect();
     algs.sort_unstable();
@@ -37,12 +45,12 @@ pub(super) fn discovery_document(config: &Config) -> Vec<u8> {
         .iter()
         .map(|(name, p)| {
             let algorithms: Vec<&str> = p.algorithms.iter().map(|a| a.as_str()).collect();
-            (name.clone(), json!({ "jwks_uri": format!("{}/.well-known/jwks/{name}.json", config.issuer), "typ": p.typ, "algorithms": algorithms }))
+            (name.clone(), json!({ "jwks_uri": format!("{}/.well-known/jwks/{name}.json", config.issuer), "typ": p.typ, "algorithms": algorithms, "discovery": p.discovery }))
         })
         .collect();
     let doc = json!({
         "issuer": config.issuer,
-        "jwks_uri": format!("{}/.well-known/jwks.json", config.issuer),
+        "jwks_uri": format!("{}{THIRD_PARTY_JWKS}", config.issuer),
         "id_token_signing_alg_values_supported": algs,
         "signet_purposes": purposes,
     });
@@ -77,6 +85,11 @@ fn serve(state: &AppState, rendered: &Rendered, headers: &HeaderMap) -> Response
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snap = state.service.snapshot();
     serve(&state, &snap.jwks, &headers)
+}
+
+async fn third_party_jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snap = state.service.snapshot();
+    serve(&state, &snap.third_party, &headers)
 }
 
 async fn jwks_of(

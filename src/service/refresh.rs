@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::KeyService;
 use super::snapshot::{PurposeKeys, Snapshot, StoreFault};
 use crate::clock::UnixTime;
+use crate::config::PurposeConfig;
 use crate::keys::Keyring;
 
 /// Why a purpose cannot sign as the store says it should.
@@ -59,10 +60,10 @@ impl KeyService {
         for (purpose, config) in &self.config.purposes {
             let base = current.purposes.get(purpose);
             let previous = base.map(Arc::as_ref);
-            let view = match self.reload(purpose, &config.typ, previous, now) {
+            let view = match self.reload(purpose, config, previous, now) {
                 Ok(None) => continue,
                 Ok(Some(view)) => view,
-                Err(fault) => self.faulted(purpose, &config.typ, previous, fault, now),
+                Err(fault) => self.faulted(purpose, config, previous, fault, now),
             };
             updates.push((base.cloned(), Arc::new(view)));
         }
@@ -78,7 +79,7 @@ impl KeyService {
     fn reload(
         &self,
         purpose: &str,
-        typ: &str,
+        config: &PurposeConfig,
         previous: Option<&PurposeKeys>,
         now: UnixTime,
     ) -> Result<Option<PurposeKeys>, StoreFault> {
@@ -119,7 +120,7 @@ impl KeyService {
             }
             log_transitions(&ring, prev.built_at, now);
         }
-        Ok(Some(self.build(typ, ring, now, previous)))
+        Ok(Some(self.build(config, ring, now, previous)))
     }
 
     /// The last good view of `purpose`, rebuilt for `now` and marked with
@@ -127,7 +128,7 @@ impl KeyService {
     fn faulted(
         &self,
         purpose: &str,
-        typ: &str,
+        config: &PurposeConfig,
         previous: Option<&PurposeKeys>,
         fault: StoreFault,
         now: UnixTime,
@@ -137,7 +138,7 @@ impl KeyService {
             tracing::error!(purpose, error = %fault.detail, "cannot reload the keyring; serving the last good one");
         }
         let mut view = match previous {
-            Some(prev) => self.build(typ, prev.keyring.clone(), now, Some(prev)),
+            Some(prev) => self.build(config, prev.keyring.clone(), now, Some(prev)),
             None => PurposeKeys::empty(purpose, now),
         };
         view.fault = Some(fault);
@@ -148,12 +149,12 @@ impl KeyService {
     /// not be decrypted and was not already failing.
     fn build(
         &self,
-        typ: &str,
+        config: &PurposeConfig,
         ring: Keyring,
         now: UnixTime,
         previous: Option<&PurposeKeys>,
     ) -> PurposeKeys {
-        let view = PurposeKeys::build(&self.master, typ, ring, now, previous);
+        let view = PurposeKeys::build(&self.master, config, ring, now, previous);
         for (kid, signer) in &view.signers {
             if let Err(reason) = signer
                 && previous.is_none_or(|p| p.signers.get(kid).is_none_or(|s| s.is_ok()))

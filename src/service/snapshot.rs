@@ -16,6 +16,7 @@ use axum::http::HeaderValue;
 use serde::Serialize;
 
 use crate::clock::UnixTime;
+use crate::config::PurposeConfig;
 use crate::keys::jwk::b64;
 use crate::keys::token::encode_header;
 use crate::keys::{Algorithm, KeyRecord, KeyState, Keyring, PublicJwk, PublicMembers, SigningKey};
@@ -97,6 +98,8 @@ pub struct PurposeKeys {
     pub jwks: Rendered,
     /// Set when the latest load failed: this is the last good view.
     pub fault: Option<StoreFault>,
+    /// Whether this purpose's keys are in the third-party JWKS.
+    pub discovery: bool,
 }
 
 impl PurposeKeys {
@@ -105,7 +108,7 @@ impl PurposeKeys {
     /// so a process keeps the keys it holds when the master key changes.
     pub fn build(
         master: &MasterKeys,
-        typ: &str,
+        config: &PurposeConfig,
         keyring: Keyring,
         now: UnixTime,
         previous: Option<&PurposeKeys>,
@@ -148,7 +151,7 @@ impl PurposeKeys {
                     .map_err(|e| e.to_string()),
             };
             let signer = parsed.map(|key| Signer {
-                header_b64: encode_header(key.alg(), key.kid(), typ),
+                header_b64: encode_header(key.alg(), key.kid(), &config.typ),
                 key,
             });
             signers.insert(key.kid.clone(), signer);
@@ -162,6 +165,7 @@ impl PurposeKeys {
             verify,
             jwks,
             fault: None,
+            discovery: config.discovery,
         }
     }
 
@@ -175,6 +179,7 @@ impl PurposeKeys {
             verify: HashMap::new(),
             jwks: Rendered::jwks(std::iter::empty()),
             fault: None,
+            discovery: false,
         }
     }
 
@@ -197,8 +202,13 @@ impl PurposeKeys {
 pub struct Snapshot {
     /// Per purpose.
     pub purposes: BTreeMap<String, Arc<PurposeKeys>>,
-    /// Every purpose's published keys.
+    /// Every purpose's published keys, for signet's own verifier (which
+    /// checks `typ`).
     pub jwks: Rendered,
+    /// The published keys of the purposes third parties verify
+    /// (`discovery = true`): what OIDC discovery's `jwks_uri` serves, so a
+    /// generic verifier cannot take another purpose's token for an access token.
+    pub third_party: Rendered,
 }
 
 impl Snapshot {
@@ -207,6 +217,7 @@ impl Snapshot {
         Snapshot {
             purposes: BTreeMap::new(),
             jwks: Rendered::jwks(std::iter::empty()),
+            third_party: Rendered::jwks(std::iter::empty()),
         }
     }
 
@@ -233,7 +244,17 @@ impl Snapshot {
             }
         }
         let jwks = Rendered::jwks(purposes.values().flat_map(|p| p.published()));
-        Snapshot { purposes, jwks }
+        let third_party = Rendered::jwks(
+            purposes
+                .values()
+                .filter(|p| p.discovery)
+                .flat_map(|p| p.published()),
+        );
+        Snapshot {
+            purposes,
+            jwks,
+            third_party,
+        }
     }
 }
 

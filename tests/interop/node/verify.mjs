@@ -1,10 +1,13 @@
 // Verifies one signet token with panva's jose, the way its documentation
 // tells a Node service to: createRemoteJWKSet + jwtVerify.
 //
-//   node verify.mjs (--jwks URL | --discovery URL) --purpose P [--issuer ISS] [--typ TYP] [--audience AUD] TOKEN
+//   node verify.mjs (--jwks URL | --discovery URL | --oidc URL) --purpose P [--issuer ISS] [--typ TYP] [--audience AUD] TOKEN
 //
 // With --discovery, the JWKS URL, issuer and typ come from signet's
-// /.well-known/openid-configuration. Prints the claims as JSON, or exits 1.
+// /.well-known/openid-configuration (its per-purpose entries). With --oidc,
+// the verifier knows nothing of signet: it takes the standard jwks_uri,
+// issuer and algorithms from discovery and checks no typ, as a generic OIDC
+// client does. Prints the claims as JSON, or exits 1.
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 
 const args = process.argv.slice(2);
@@ -18,6 +21,7 @@ let jwksUrl = opt('jwks');
 let issuer = opt('issuer');
 let typ = opt('typ');
 const audience = opt('audience');
+let algorithms = ['EdDSA', 'RS256', 'PS256', 'ES256'];
 
 try {
   const discovery = opt('discovery');
@@ -29,13 +33,15 @@ try {
     issuer ??= doc.issuer;
     typ ??= p.typ;
   }
+  const oidc = opt('oidc');
+  if (oidc) {
+    const doc = await (await fetch(oidc)).json();
+    jwksUrl = doc.jwks_uri;
+    issuer = doc.issuer;
+    algorithms = doc.id_token_signing_alg_values_supported;
+  }
   const JWKS = createRemoteJWKSet(new URL(jwksUrl));
-  const { payload } = await jwtVerify(token, JWKS, {
-    issuer,
-    audience,
-    typ,
-    algorithms: ['EdDSA', 'RS256', 'PS256', 'ES256'],
-  });
+  const { payload } = await jwtVerify(token, JWKS, { issuer, audience, typ, algorithms });
   console.log(JSON.stringify(payload));
 } catch (e) {
   console.error(`jose refused the token: ${e.code ?? ''} ${e.message}`);

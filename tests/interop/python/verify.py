@@ -1,10 +1,13 @@
 """Verifies one signet token with PyJWT or jwcrypto, as their docs show.
 
-    verify.py --lib pyjwt|jwcrypto (--jwks URL | --discovery URL) --purpose P
-              [--issuer ISS] [--typ TYP] [--audience AUD] TOKEN
+    verify.py --lib pyjwt|jwcrypto (--jwks URL | --discovery URL | --oidc URL)
+              --purpose P [--issuer ISS] [--typ TYP] [--audience AUD] TOKEN
 
 With --discovery, the JWKS URL, issuer and typ come from signet's
-/.well-known/openid-configuration. Prints the claims as JSON, or exits 1.
+/.well-known/openid-configuration (its per-purpose entries). With --oidc, the
+verifier knows nothing of signet: it takes the standard jwks_uri, issuer and
+algorithms from discovery and checks no typ, as a generic OIDC client does.
+Prints the claims as JSON, or exits 1.
 """
 
 import argparse
@@ -25,13 +28,13 @@ def with_pyjwt(a):
 
     # PyJWT does not check typ itself.
     typ = jwt.get_unverified_header(a.token).get("typ")
-    if typ != a.typ:
+    if a.typ is not None and typ != a.typ:
         raise ValueError(f"typ {typ!r} is not {a.typ!r}")
     signing_key = jwt.PyJWKClient(a.jwks).get_signing_key_from_jwt(a.token)
     return jwt.decode(
         a.token,
         signing_key,
-        algorithms=ALGORITHMS,
+        algorithms=a.algorithms,
         audience=a.audience,
         issuer=a.issuer,
         options={"require": ["exp", "iss"]},
@@ -45,9 +48,9 @@ def with_jwcrypto(a):
     checks = {"iss": a.issuer, "exp": None}
     if a.audience:
         checks["aud"] = a.audience
-    token = jwt.JWT(jwt=a.token, key=keyset, algs=ALGORITHMS, check_claims=checks, expected_type="JWS")
+    token = jwt.JWT(jwt=a.token, key=keyset, algs=a.algorithms, check_claims=checks, expected_type="JWS")
     header = json.loads(token.header)
-    if header.get("typ") != a.typ:
+    if a.typ is not None and header.get("typ") != a.typ:
         raise ValueError(f"typ {header.get('typ')!r} is not {a.typ!r}")
     return json.loads(token.claims)
 
@@ -57,13 +60,20 @@ def main():
     p.add_argument("--lib", choices=["pyjwt", "jwcrypto"], required=True)
     p.add_argument("--jwks")
     p.add_argument("--discovery")
+    p.add_argument("--oidc")
     p.add_argument("--purpose", required=True)
     p.add_argument("--issuer")
     p.add_argument("--typ")
     p.add_argument("--audience")
     p.add_argument("token")
     a = p.parse_args()
+    a.algorithms = ALGORITHMS
     try:
+        if a.oidc:
+            doc = fetch_json(a.oidc)
+            a.jwks = doc["jwks_uri"]
+            a.issuer = doc["issuer"]
+            a.algorithms = doc["id_token_signing_alg_values_supported"]
         if a.discovery:
             doc = fetch_json(a.discovery)
             purpose = doc.get("signet_purposes", {}).get(a.purpose)
