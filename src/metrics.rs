@@ -51,6 +51,7 @@ pub struct Metrics {
     signed: HashMap<String, HashMap<Algorithm, Counter>>,
     verified: HashMap<String, [Counter; 2]>,
     rotations: HashMap<String, [Counter; 2]>,
+    auth_failures: Counter,
     keys: Family<Labels, Gauge>,
     next_rotation: Family<Labels, Gauge>,
 }
@@ -100,6 +101,12 @@ impl Metrics {
             rotations_f.clone(),
         );
         registry.register("keys", "Keys by purpose and state", keys.clone());
+        let auth_failures = Counter::default();
+        registry.register(
+            "admin_auth_failures",
+            "Admin API requests with a missing or unknown bearer token",
+            auth_failures.clone(),
+        );
         registry.register(
             "store_errors",
             "Failures to load, change or decrypt a purpose's keyring",
@@ -162,6 +169,7 @@ impl Metrics {
             signed,
             verified,
             rotations,
+            auth_failures,
             keys,
             next_rotation,
         }
@@ -194,6 +202,11 @@ impl Metrics {
         if let Some(c) = self.verified.get(purpose) {
             c[usize::from(!valid)].inc();
         }
+    }
+
+    /// Counts a failed admin authentication.
+    pub fn auth_failure(&self) {
+        self.auth_failures.inc();
     }
 
     /// Counts a keyring change attempt.

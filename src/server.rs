@@ -34,8 +34,11 @@ pub async fn run(
     let scheduler = tokio::spawn(crate::scheduler::run(state.clone(), stop_rx.clone()));
     let public = axum::serve(listeners.public, public_router(state.clone()))
         .with_graceful_shutdown(until(stop_rx.clone()));
-    let admin =
-        axum::serve(listeners.admin, admin_router(state)).with_graceful_shutdown(until(stop_rx));
+    let admin = axum::serve(
+        listeners.admin,
+        admin_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(until(stop_rx));
     let (a, b) = tokio::join!(public.into_future(), admin.into_future());
     let _ = scheduler.await;
     a.and(b)

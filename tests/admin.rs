@@ -137,7 +137,7 @@ async fn issued_tokens_verify_with_the_jsonwebtoken_crate_against_the_public_jwk
         assert_eq!(signed["expires_at"], T0.0 + 120);
         assert!(c["jti"].as_str().unwrap().len() >= 22);
     }
-    let metrics = s.get("/metrics").await.text().await.unwrap();
+    let metrics = s.get_admin("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("signet_tokens_signed_total{purpose=\"access_token\",alg=\"PS256\"} 1"),
         "{metrics}"
@@ -198,6 +198,10 @@ fn tokens_never_reach_the_log() {
     });
     assert!(!issued.is_empty());
     let log = serve.stop().join("\n");
+    assert!(
+        log.contains("admin authentication failed"),
+        "the wrong token's attempt is logged (without the token)"
+    );
     assert!(
         log.contains("\"request\""),
         "debug request logs are on: {log}"
@@ -308,5 +312,113 @@ async fn forced_rotations_stop_at_the_cap_with_the_reason() {
     let active = json_of(s.sign(json!({"purpose": "access_token"})).await, "sign").await;
     let url = format!("/v1/keys/{}/revoke", active["kid"].as_str().unwrap());
     assert_eq!(s.post(&url, Some(ADMIN), json!({})).await.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_on_the_admin_listener_only() {
+    let s = TestServer::start(CONFIG, T0).await;
+    assert_eq!(s.get("/metrics").await.status(), 404, "public port");
+    let r = s.get_admin("/metrics").await;
+    assert_eq!(r.status(), 200, "scrapers need no token");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("signet_tokens_signed_total")
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn failed_authentications_are_counted_and_slowed_per_address() {
+    use signet::http::auth::{FAILURE_WINDOW, MAX_FAILURES};
+    let s = TestServer::start(CONFIG, T0).await;
+    let body = json!({"purpose": "access_token"});
+    for _ in 0..MAX_FAILURES {
+        let r = s
+            .post("/v1/tokens", Some("guess-0123456789abcdef"), body.clone())
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    // Used up: refused before the token is even looked at, the right one included.
+    for token in ["guess-0123456789abcdef", SIGNER] {
+        let r = s.post("/v1/tokens", Some(token), body.clone()).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(
+            r.headers()["retry-after"],
+            FAILURE_WINDOW.to_string().as_str()
+        );
+        let p = json_of(r, "limited").await;
+        assert_eq!(p["type"], "urn:signet:problem:too-many-requests");
+    }
+    let metrics = s.get_admin("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        crate::failure::metric(&metrics, "signet_admin_auth_failures_total"),
+        u64::from(MAX_FAILURES)
+    );
+    s.clock
+        .advance(std::time::Duration::from_secs(FAILURE_WINDOW));
+    assert_eq!(s.sign(body).await.status(), 200, "the window passed");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_typ_claim_and_integers_beyond_64_bits_are_refused_and_big_ones_kept() {
+    let s = TestServer::start(CONFIG, T0).await;
+    let r = s
+        .sign(json!({"purpose": "access_token", "claims": {"typ": "at+jwt"}}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let p = json_of(r, "typ").await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("claim \"typ\" is set by signet"),
+        "{p}"
+    );
+
+    // 2^53 + 1 and 2^64 - 1 are signed exactly, as written.
+    let body = r#"{"purpose":"access_token","claims":{"a":9007199254740993,"b":18446744073709551615,"c":-9007199254740993}}"#;
+    let r = s
+        .http
+        .post(format!("{}/v1/tokens", s.admin))
+        .bearer_auth(SIGNER)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = json_of(r, "sign").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let payload = token.split('.').nth(1).unwrap();
+    let text = String::from_utf8(signet::keys::jwk::b64_decode(payload).unwrap()).unwrap();
+    for exact in [
+        "9007199254740993",
+        "18446744073709551615",
+        "-9007199254740993",
+    ] {
+        assert!(text.contains(exact), "{exact} changed: {text}");
+    }
+    // 2^64 + 1 cannot be kept exactly: refused, naming the claim.
+    let r = s
+        .http
+        .post(format!("{}/v1/tokens", s.admin))
+        .bearer_auth(SIGNER)
+        .header("content-type", "application/json")
+        .body(r#"{"purpose":"access_token","claims":{"id":{"n":[18446744073709551617]}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let p = json_of(r, "huge").await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("claim \"id\""),
+        "{p}"
+    );
     s.stop().await;
 }

@@ -139,7 +139,7 @@ async fn a_running_server_refuses_a_rolled_back_keyring() {
         ready_reason(&s).await["reason"],
         "the store's keyring is older than the one served"
     );
-    let metrics = s.get("/metrics").await.text().await.unwrap();
+    let metrics = s.get_admin("/metrics").await.text().await.unwrap();
     assert!(
         metric(
             &metrics,

@@ -45,7 +45,7 @@ async fn a_corrupt_keyring_leaves_the_other_purposes_working() {
         json!([{"purpose": "refresh_token", "reason": "the keyring cannot be read"}]),
         "only the broken purpose, with a reason and no internal detail"
     );
-    let metrics = s.get("/metrics").await.text().await.unwrap();
+    let metrics = s.get_admin("/metrics").await.text().await.unwrap();
     assert!(
         metric(
             &metrics,
@@ -173,7 +173,7 @@ async fn a_server_without_the_new_master_key_publishes_but_never_signs_with_an_o
     );
     let ready = problem(s.get("/readyz").await, 503).await;
     assert_eq!(ready["problems"][0]["purpose"], "access_token");
-    let metrics = s.get("/metrics").await.text().await.unwrap();
+    let metrics = s.get_admin("/metrics").await.text().await.unwrap();
     assert!(
         metric(
             &metrics,

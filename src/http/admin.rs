@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -33,10 +35,37 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/keys/{purpose}/rotate", post(rotate))
         .route("/v1/keys/{kid}/revoke", post(revoke))
         .route_layer(middleware::from_fn_with_state(state, require_admin));
-    signer.merge(admin).layer(DefaultBodyLimit::max(MAX_BODY))
+    // Metrics need no token: scrapers reach the admin listener, the public never does.
+    let open = Router::new().route("/metrics", get(metrics));
+    signer
+        .merge(admin)
+        .merge(open)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state
+        .metrics
+        .render(&state.service.snapshot(), state.service.now());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 fn authorize(state: &AppState, req: &Request, needed: Role) -> Result<(), ApiError> {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let now = state.service.now();
+    if let Some(wait) = client.and_then(|ip| state.failures.blocked(ip, now)) {
+        return Err(ApiError::TooManyRequests(wait));
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -44,12 +73,16 @@ fn authorize(state: &AppState, req: &Request, needed: Role) -> Result<(), ApiErr
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-        })
-        .ok_or(ApiError::Unauthorized)?;
-    let (name, role) = state
-        .tokens
-        .authenticate(presented.trim())
-        .ok_or(ApiError::Unauthorized)?;
+        });
+    let Some((name, role)) = presented.and_then(|p| state.tokens.authenticate(p.trim())) else {
+        state.metrics.auth_failure();
+        if let Some(ip) = client {
+            state.failures.record(ip, now);
+        }
+        // The presented token is never logged.
+        tracing::warn!(client = ?client, "admin authentication failed");
+        return Err(ApiError::Unauthorized);
+    };
     if needed == Role::Admin && role != Role::Admin {
         tracing::warn!(token = name, "a signer token called an admin route");
         return Err(ApiError::Forbidden);

@@ -4,15 +4,20 @@
 //! compared with every configured digest in constant time. Tokens are never
 //! logged; only their names are.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::clock::UnixTime;
 use crate::keys::jwk::b64;
 
 /// The file holding the development admin token inside the keys directory.
@@ -95,6 +100,14 @@ impl AdminTokens {
                     ));
                 }
             };
+            // The presented header is visible ASCII, trimmed: a token with
+            // spaces or other characters could never match. Refuse it now.
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "SIGNET_ADMIN_TOKENS entry {} ({name}): the token contains whitespace or characters outside visible ASCII, so no client could ever present it; use e.g. `openssl rand -base64 32`",
+                    i + 1
+                ));
+            }
             if token.len() < 16 {
                 return Err(format!(
                     "SIGNET_ADMIN_TOKENS entry {} ({name}): the token must be at least 16 characters (e.g. `openssl rand -base64 32`)",
@@ -174,6 +187,59 @@ impl AdminTokens {
     }
 }
 
+/// Failed authentications a client address may make per window before its
+/// requests are refused without looking at the token.
+pub const MAX_FAILURES: u32 = 10;
+/// The window, in seconds.
+pub const FAILURE_WINDOW: u64 = 60;
+/// Addresses tracked at most; beyond, expired windows are dropped first and
+/// then the oldest, so memory stays bounded under a spread-out attack.
+const MAX_TRACKED: usize = 10_000;
+
+/// Failed admin authentications by client address: a guesser is slowed to
+/// [`MAX_FAILURES`] tries per [`FAILURE_WINDOW`].
+#[derive(Debug, Default)]
+pub struct AuthFailures {
+    windows: Mutex<HashMap<IpAddr, (UnixTime, u32)>>,
+    /// Addresses tracked: zero on a quiet system, so requests skip the lock.
+    tracked: AtomicUsize,
+}
+
+impl AuthFailures {
+    /// Seconds `ip` must wait at `now`, if it used up its failures.
+    pub fn blocked(&self, ip: IpAddr, now: UnixTime) -> Option<u64> {
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let &(start, failures) = windows.get(&ip)?;
+        let ends = start.0.saturating_add(FAILURE_WINDOW);
+        (failures >= MAX_FAILURES && now.0 < ends).then(|| ends - now.0)
+    }
+
+    /// Counts a failure of `ip` at `now`.
+    pub fn record(&self, ip: IpAddr, now: UnixTime) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= MAX_TRACKED && !windows.contains_key(&ip) {
+            windows.retain(|_, (start, _)| start.0.saturating_add(FAILURE_WINDOW) > now.0);
+            if windows.len() >= MAX_TRACKED
+                && let Some(oldest) = windows
+                    .iter()
+                    .min_by_key(|(_, (s, _))| *s)
+                    .map(|(ip, _)| *ip)
+            {
+                windows.remove(&oldest);
+            }
+        }
+        let entry = windows.entry(ip).or_insert((now, 0));
+        if entry.0.0.saturating_add(FAILURE_WINDOW) <= now.0 {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        self.tracked.store(windows.len(), Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,12 +260,45 @@ mod tests {
         );
         assert_eq!(t.authenticate("0123456789abcdef-other"), None);
         assert_eq!(t.authenticate(""), None);
-        for bad in ["x", "a:root:0123456789abcdef", "a:admin:short"] {
+        for bad in [
+            "x",
+            "a:root:0123456789abcdef",
+            "a:admin:short",
+            "a:admin: 0123456789abcdef",
+            "a:admin:0123456789 abcdef",
+            "a:admin:0123456789abcdéf",
+        ] {
             let e = AdminTokens::parse(bad).unwrap_err();
             assert!(
-                !e.contains("0123456789abcdef") && !e.contains("short"),
+                !e.contains("0123456789") && !e.contains("short"),
                 "the token leaked: {e}"
             );
         }
+        let e = AdminTokens::parse("a:admin:0123456789 abcdef").unwrap_err();
+        assert!(
+            e.contains("whitespace or characters outside visible ASCII"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn failures_are_limited_per_address_and_window() {
+        let f = AuthFailures::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = UnixTime(1_000);
+        assert_eq!(f.blocked(a, t0), None);
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(f.blocked(a, t0), None);
+            f.record(a, t0);
+        }
+        assert_eq!(f.blocked(a, UnixTime(1_010)), Some(FAILURE_WINDOW - 10));
+        assert_eq!(f.blocked(b, t0), None, "another address is not affected");
+        assert_eq!(f.blocked(a, UnixTime(1_000 + FAILURE_WINDOW)), None);
+        f.record(a, UnixTime(1_000 + FAILURE_WINDOW));
+        assert_eq!(
+            f.blocked(a, UnixTime(1_000 + FAILURE_WINDOW)),
+            None,
+            "a new window"
+        );
     }
 }

@@ -30,6 +30,8 @@ pub enum ApiError {
     InvalidToken(VerifyError),
     /// Not ready to sign.
     Unavailable(String),
+    /// Too many failed authentications from this address; retry after the seconds given.
+    TooManyRequests(u64),
     /// A failure on our side; the cause is logged, not sent.
     Internal(String),
 }
@@ -90,6 +92,14 @@ impl ApiError {
                 "Unavailable",
                 Cow::Borrowed(d),
             ),
+            ApiError::TooManyRequests(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "urn:signet:problem:too-many-requests",
+                "Too many requests",
+                Cow::Borrowed(
+                    "too many failed authentications from this address; wait as Retry-After says",
+                ),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "urn:signet:problem:internal",
@@ -119,6 +129,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let ApiError::TooManyRequests(wait) = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+        }
         if status == StatusCode::UNAUTHORIZED {
             let value = if matches!(self, ApiError::InvalidToken(_)) {
                 "Bearer error=\"invalid_token\""

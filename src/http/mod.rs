@@ -1,5 +1,6 @@
-//! The HTTP API: a public router (JWKS, discovery, health, metrics) and an
-//! admin router (signing and key management, bearer tokens required).
+//! The HTTP API: a public router (JWKS, discovery, health) and an admin
+//! router (signing and key management with bearer tokens; metrics, which
+//! show admin activity, without).
 //!
 //! Both are plain values built from an [`AppState`], so tests drive them with
 //! `tower::ServiceExt::oneshot` or serve them on `127.0.0.1:0`.
@@ -18,7 +19,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
-pub use auth::{AdminTokens, Role};
+pub use auth::{AdminTokens, AuthFailures, Role};
 pub use error::ApiError;
 
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Inner {
     pub tokens: AdminTokens,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Failed admin authentications by client address.
+    pub failures: AuthFailures,
     discovery: Bytes,
     cache_control: HeaderValue,
 }
@@ -56,6 +59,7 @@ impl AppState {
             service,
             tokens,
             metrics,
+            failures: AuthFailures::default(),
             discovery,
             cache_control,
         }))
@@ -69,7 +73,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The public router: JWKS, per-purpose JWKS, discovery, health and metrics.
+/// The public router: JWKS, per-purpose JWKS, discovery and health.
 pub fn public_router(state: AppState) -> Router {
     public::routes()
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
@@ -77,7 +81,7 @@ pub fn public_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The admin router: signing, verification and key management.
+/// The admin router: signing, verification, key management and metrics.
 pub fn admin_router(state: AppState) -> Router {
     admin::routes(state.clone())
         .route_layer(middleware::from_fn_with_state(state.clone(), track))

@@ -24,7 +24,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
 }
 
 /// The OIDC discovery document (config-determined, rendered once). Its
@@ -127,18 +126,4 @@ async fn ready(State(state): State<AppState>) -> Response {
         )
     };
     (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state
-        .metrics
-        .render(&state.service.snapshot(), state.service.now());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
 }

@@ -127,6 +127,54 @@ impl PublicJwk {
     }
 }
 
+/// The encodings of the Ed25519 points of small order (the eight torsion
+/// points, and the non-canonical encodings of some of them), compared with
+/// the x-sign bit (the top bit of the last byte) cleared.
+const ED25519_SMALL_ORDER: [[u8; 32]; 7] = {
+    let mut table = [[0u8; 32]; 7];
+    // y = 0 (order 4).
+    // y = 1: the identity (order 1).
+    table[1][0] = 1;
+    // y = p - 1 (order 2), y = p (non-canonical 0), y = p + 1 (non-canonical 1).
+    let mut i = 1;
+    while i < 31 {
+        table[4][i] = 0xff;
+        table[5][i] = 0xff;
+        table[6][i] = 0xff;
+        i += 1;
+    }
+    table[4][0] = 0xec;
+    table[5][0] = 0xed;
+    table[6][0] = 0xee;
+    table[4][31] = 0x7f;
+    table[5][31] = 0x7f;
+    table[6][31] = 0x7f;
+    // The two y of the points of order 8.
+    table[2] = [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ];
+    table[3] = [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ];
+    table
+};
+
+/// Whether `x` encodes an Ed25519 point of small order. With such a public
+/// key one fixed signature verifies many messages (RFC 8032 leaves the check
+/// to the application), so a verifier must never use one.
+pub fn is_small_order_ed25519(x: &[u8]) -> bool {
+    let Ok(x) = <&[u8; 32]>::try_from(x) else {
+        return false;
+    };
+    let mut cleared = *x;
+    cleared[31] &= 0x7f;
+    ED25519_SMALL_ORDER.contains(&cleared)
+}
+
 /// The RFC 7638 JWK thumbprint (SHA-256, base64url) of a public key.
 ///
 /// The hash input is the JSON object of the key type's required members in

@@ -12,8 +12,13 @@ use crate::keys::jwk::b64;
 use crate::keys::token::{Expectations, MAX_TOKEN_LEN, VerifyError, parse, sign_compact};
 use crate::keys::{Algorithm, KeyError};
 
-/// Claims the server sets itself; a request may not.
-pub const RESERVED_CLAIMS: [&str; 5] = ["iss", "iat", "nbf", "exp", "jti"];
+/// Claims the server sets itself (`typ` is the purpose's, in the header); a
+/// request may not.
+pub const RESERVED_CLAIMS: [&str; 6] = ["iss", "iat", "nbf", "exp", "jti", "typ"];
+
+/// Integers beyond this magnitude that arrive as floats were integer literals
+/// too large for 64 bits: they cannot be signed with their exact value.
+const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
 
 /// Why a token could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,11 @@ pub enum SignError {
     /// The request sets a claim the server sets.
     #[error("claim {0:?} is set by signet; remove it from the request")]
     ReservedClaim(String),
+    /// A claim holds a number that cannot be signed with its exact value.
+    #[error(
+        "claim {0:?} holds an integer too large to keep exactly (beyond 64 bits); send it as a string"
+    )]
+    InexactNumber(String),
     /// The requested lifetime exceeds the purpose's `token_ttl`.
     #[error("ttl {ttl}s exceeds the token_ttl of {purpose} ({max}s)")]
     TtlTooLong {
@@ -145,6 +155,9 @@ impl KeyService {
         {
             return Err(SignError::ReservedClaim((*c).to_owned()));
         }
+        if let Some((name, _)) = req.claims.iter().find(|(_, v)| inexact(v)) {
+            return Err(SignError::InexactNumber(name.clone()));
+        }
         let ttl = req.ttl.unwrap_or(purpose.token_ttl);
         if ttl > purpose.token_ttl {
             return Err(SignError::TtlTooLong {
@@ -226,6 +239,20 @@ impl KeyService {
         };
         let claims = parsed.verify(key.alg, &key.members, &expect)?;
         Ok(Verified { claims, kid })
+    }
+}
+
+/// Whether `v` holds a number parsed from an integer literal beyond 64 bits
+/// (serde_json keeps every integer within 64 bits exactly, and turns larger
+/// ones into floats, which would change their value).
+fn inexact(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f.abs() > EXACT_FLOAT_LIMIT),
+        Value::Array(items) => items.iter().any(inexact),
+        Value::Object(map) => map.values().any(inexact),
+        _ => false,
     }
 }
 

@@ -172,6 +172,13 @@ fn vet(entry: &Value) -> Result<(String, Key), String> {
         return Err("bad kid".into());
     }
     let members = jwk.members().ok_or("its public members are malformed")?;
+    if let PublicMembers::Okp { x } = &members
+        && crate::keys::jwk::is_small_order_ed25519(x)
+    {
+        return Err(
+            "its Ed25519 point has small order: a fixed signature would verify anything".into(),
+        );
+    }
     if let PublicMembers::Rsa { n, .. } = &members {
         let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
         if bits < 2048 {
@@ -208,6 +215,9 @@ mod tests {
             {"kty":"OKP","crv":"Ed25519","x":x,"alg":"EdDSA","kid":"twice"},
             {"kty":"OKP","crv":"Ed25519","x":x,"alg":"EdDSA","kid":"twice"},
             {"kty":"OKP","crv":"Ed25519","x":x,"alg":"EdDSA","kid":"enc","use":"enc"},
+            // The identity, and a point of order 8 with the sign bit set.
+            {"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","alg":"EdDSA","kid":"identity"},
+            {"kty":"OKP","crv":"Ed25519","x":"xxdqcD1N2E-6PAt2DRBnDyogU_osOczGTsf9d5KsA_o","alg":"EdDSA","kid":"order8"},
         ]});
         let keys = parse_set(set.to_string().as_bytes(), 100).unwrap();
         let mut kids: Vec<_> = keys.keys().cloned().collect();

@@ -103,6 +103,15 @@ impl TestServer {
             .unwrap()
     }
 
+    /// `GET` on the admin listener, without a token (metrics).
+    pub async fn get_admin(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn post(
         &self,
         path: &str,
