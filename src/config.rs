@@ -5,6 +5,7 @@
 //! with the reason and the fix (`docs/lifecycle.md` rule 4).
 
 mod file;
+mod limits;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use crate::clock::UnixTime;
 use crate::keys::{Algorithm, MAX_RETIRING, Policy, Schedule};
 
 use file::File;
+pub use limits::Limits;
 
 /// The file read when neither `--config` nor `SIGNET_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "signet.toml";
@@ -65,6 +67,9 @@ pub struct ServerConfig {
     pub public_addr: SocketAddr,
     /// Signing and key management.
     pub admin_addr: SocketAddr,
+    /// Connections and timeouts.
+    #[serde(flatten)]
+    pub limits: Limits,
 }
 
 /// JWKS publication.
@@ -230,6 +235,7 @@ impl Config {
                 )
             })
         };
+        let limits = Limits::from_file(&file.server)?;
         let server = ServerConfig {
             public_addr: addr(
                 "SIGNET_PUBLIC_ADDR",
@@ -243,6 +249,7 @@ impl Config {
                 file.server.admin_addr,
                 "127.0.0.1:8081",
             )?,
+            limits,
         };
         if server.public_addr == server.admin_addr && server.public_addr.port() != 0 {
             return Err(invalid(

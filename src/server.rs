@@ -1,19 +1,46 @@
 //! `signet serve`: the public and admin listeners and the scheduler, with
 //! graceful shutdown.
+//!
+//! Each listener runs its own accept loop rather than `axum::serve`, so that
+//! what one client can hold is bounded: a cap on concurrent connections per
+//! listener (at the cap, new connections wait in the kernel's backlog while
+//! open ones are served; the admin listener has its own budget), a timeout
+//! for a complete request head (which also closes idle keep-alive
+//! connections), and a timeout for a whole request. The file-descriptor limit
+//! is raised at start and the caps leave a reserve, so the store can always
+//! open its files.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
 
-use crate::http::{AppState, admin_router, public_router};
+use crate::config::Limits;
+use crate::http::{ApiError, AppState, admin_router, public_router};
+
+/// Descriptors kept free of connections: keyring files, the lock file, the
+/// log, and the runtime's own.
+pub const FD_RESERVE: u64 = 128;
+/// How long in-flight requests may take to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// The two bound listeners.
 #[derive(Debug)]
 pub struct Listeners {
-    /// JWKS, discovery, health, metrics.
+    /// JWKS, discovery, health.
     pub public: TcpListener,
-    /// Signing and key management.
+    /// Signing, key management, metrics.
     pub admin: TcpListener,
 }
 
@@ -28,20 +55,122 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let until = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let limits = state.service.config().server.limits.clone();
     let scheduler = tokio::spawn(crate::scheduler::run(state.clone(), stop_rx.clone()));
-    let public = axum::serve(listeners.public, public_router(state.clone()))
-        .with_graceful_shutdown(until(stop_rx.clone()));
-    let admin = axum::serve(
+    let public = serve(
+        listeners.public,
+        public_router(state.clone()),
+        limits.max_connections,
+        &limits,
+        stop_rx.clone(),
+    );
+    let admin = serve(
         listeners.admin,
-        admin_router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(until(stop_rx));
-    let (a, b) = tokio::join!(public.into_future(), admin.into_future());
+        admin_router(state),
+        limits.admin_max_connections,
+        &limits,
+        stop_rx,
+    );
+    tokio::join!(public, admin);
     let _ = scheduler.await;
-    a.and(b)
+    Ok(())
+}
+
+/// One listener's accept loop, until `stop` turns true.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    limits: &Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let request_timeout = limits.request_timeout;
+    loop {
+        // A permit first: at the cap, new connections stay in the backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept:
+                    // back off briefly rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            let router = router.clone();
+            async move {
+                match tokio::time::timeout(request_timeout, router.oneshot(req)).await {
+                    Ok(response) => response,
+                    Err(_) => Ok::<_, Infallible>(ApiError::Timeout.into_response()),
+                }
+            }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN) => tracing::warn!("connections still open after the drain period; closing them"),
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, logs both, and lowers
+/// the connection caps if they and [`FD_RESERVE`] would not fit in it.
+pub fn fit_descriptors(limits: &mut Limits) {
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+                Ok((soft, _)) => soft,
+                Err(_) => return,
+            }
+        }
+    };
+    let hard = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(soft, |(_, hard)| hard);
+    tracing::info!(soft, hard, "open-file limit");
+    let admin = limits.admin_max_connections as u64;
+    let room = soft.saturating_sub(FD_RESERVE);
+    if admin + limits.max_connections as u64 > room {
+        let admin_fit = admin.min(room / 4).max(1);
+        let public_fit = room.saturating_sub(admin_fit).max(1);
+        tracing::warn!(
+            soft,
+            public = public_fit,
+            admin = admin_fit,
+            "the open-file limit is too low for the configured connection caps; lowered them to keep descriptors for the store"
+        );
+        limits.max_connections = usize::try_from(public_fit).unwrap_or(1);
+        limits.admin_max_connections = usize::try_from(admin_fit).unwrap_or(1);
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

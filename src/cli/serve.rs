@@ -14,6 +14,7 @@ pub(super) fn run(
     env: &dyn Fn(&str) -> Option<String>,
     clock: Arc<dyn Clock>,
 ) -> Result<(), CliError> {
+    crate::server::fit_descriptors(&mut config.server.limits);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -27,6 +27,10 @@ pub(super) struct File {
 pub(super) struct FileServer {
     pub(super) public_addr: Option<String>,
     pub(super) admin_addr: Option<String>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) admin_max_connections: Option<usize>,
+    pub(super) header_timeout: Option<String>,
+    pub(super) request_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -32,6 +32,8 @@ pub enum ApiError {
     Unavailable(String),
     /// Too many failed authentications from this address; retry after the seconds given.
     TooManyRequests(u64),
+    /// The request was not read and answered within `server.request_timeout`.
+    Timeout,
     /// A failure on our side; the cause is logged, not sent.
     Internal(String),
 }
@@ -99,6 +101,12 @@ impl ApiError {
                 Cow::Borrowed(
                     "too many failed authentications from this address; wait as Retry-After says",
                 ),
+            ),
+            ApiError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "urn:signet:problem:timeout",
+                "Request timeout",
+                Cow::Borrowed("the request was not received and answered within server.request_timeout"),
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
