@@ -6,6 +6,7 @@ mod admin;
 mod attack;
 mod cli;
 mod common;
+mod connections;
 mod failure;
 mod interop;
 mod rfc;

@@ -33,16 +33,17 @@ impl Limits {
             Some(n) => Ok(n),
             None => Ok(default),
         };
-        let time = |field: &str, v: &Option<String>, default: u64| -> Result<Duration, ConfigError> {
-            let d = match v {
-                Some(text) => parse_duration(field, text)?,
-                None => Duration::from_secs(default),
+        let time =
+            |field: &str, v: &Option<String>, default: u64| -> Result<Duration, ConfigError> {
+                let d = match v {
+                    Some(text) => parse_duration(field, text)?,
+                    None => Duration::from_secs(default),
+                };
+                if d.is_zero() {
+                    return Err(invalid(field, "must be at least 1s"));
+                }
+                Ok(d)
             };
-            if d.is_zero() {
-                return Err(invalid(field, "must be at least 1s"));
-            }
-            Ok(d)
-        };
         Ok(Limits {
             max_connections: count("server.max_connections", f.max_connections, 10_000)?,
             admin_max_connections: count(

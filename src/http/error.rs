@@ -106,7 +106,9 @@ impl ApiError {
                 StatusCode::REQUEST_TIMEOUT,
                 "urn:signet:problem:timeout",
                 "Request timeout",
-                Cow::Borrowed("the request was not received and answered within server.request_timeout"),
+                Cow::Borrowed(
+                    "the request was not received and answered within server.request_timeout",
+                ),
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -171,7 +171,17 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn start(home: &Home, extra_env: &[(&str, &str)]) -> ServeProcess {
-        let mut cmd = home.cmd(&[
+        ServeProcess::start_limited(home, extra_env, None)
+    }
+
+    /// Like [`start`](Self::start), with the open-file limit (soft and hard)
+    /// set to `nofile` first, as a service manager would.
+    pub fn start_limited(
+        home: &Home,
+        extra_env: &[(&str, &str)],
+        nofile: Option<u32>,
+    ) -> ServeProcess {
+        let args = [
             "serve",
             "--public-addr",
             "127.0.0.1:0",
@@ -179,7 +189,25 @@ impl ServeProcess {
             "127.0.0.1:0",
             "--log-format",
             "json",
-        ]);
+        ];
+        let mut cmd = home.cmd(&args);
+        if let Some(n) = nofile {
+            let inner = cmd;
+            cmd = std::process::Command::new("sh");
+            cmd.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(inner.get_program())
+                .args(inner.get_args());
+            cmd.env_clear();
+            for (k, v) in inner.get_envs() {
+                if let Some(v) = v {
+                    cmd.env(k, v);
+                }
+            }
+            if let Some(dir) = inner.get_current_dir() {
+                cmd.current_dir(dir);
+            }
+        }
         cmd.env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
