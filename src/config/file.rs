@@ -31,6 +31,8 @@ pub(super) struct FileServer {
     pub(super) admin_max_connections: Option<usize>,
     pub(super) header_timeout: Option<String>,
     pub(super) request_timeout: Option<String>,
+    pub(super) signing_concurrency: Option<usize>,
+    pub(super) signing_queue: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]

@@ -24,6 +24,10 @@ pub struct Limits {
     /// A request (body included) must be read and answered within this long.
     #[serde(with = "super::human")]
     pub request_timeout: Duration,
+    /// Signatures computed at once (default: half the cores, at least one).
+    pub signing_concurrency: usize,
+    /// Signing requests that may wait for a slot; beyond, 503 at once.
+    pub signing_queue: usize,
 }
 
 impl Limits {
@@ -53,6 +57,13 @@ impl Limits {
             )?,
             header_timeout: time("server.header_timeout", &f.header_timeout, 10)?,
             request_timeout: time("server.request_timeout", &f.request_timeout, 30)?,
+            signing_concurrency: count(
+                "server.signing_concurrency",
+                f.signing_concurrency,
+                // Half the cores: the other half keeps serving the JWKS during a flood.
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            )?,
+            signing_queue: f.signing_queue.unwrap_or(1024),
         })
     }
 }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::error::JsonBody;
 use super::{ApiError, AppState, Role};
 use crate::config::parse_duration;
-use crate::keys::Algorithm;
+use crate::keys::{Algorithm, KeyFamily};
 use crate::service::{KeyInfo, SignRequest, SignedToken, Verified};
 
 /// Request bodies larger than this are refused with 413.
@@ -139,12 +139,25 @@ async fn sign(
         .transpose()
         .map_err(|e| invalid(format!("alg: {e}")))?;
     let purpose = body.purpose.clone();
-    let signed = state.service.sign(SignRequest {
+    // RSA (a private-key operation of about half a millisecond) leaves the
+    // async workers; the others sign in place. Both wait for the gate.
+    let heavy = alg
+        .or_else(|| {
+            let config = state.service.config();
+            config.purposes.get(&purpose).map(|p| p.algorithms[0])
+        })
+        .is_some_and(|a| a.family() == KeyFamily::Rsa);
+    let service = state.service.clone();
+    let request = SignRequest {
         purpose: body.purpose,
         claims: body.claims,
         ttl,
         alg,
-    })?;
+    };
+    let signed = state
+        .signing
+        .run(heavy, move || service.sign(request))
+        .await??;
     state.metrics.signed(&purpose, signed.alg);
     Ok(Json(signed))
 }

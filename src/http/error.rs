@@ -34,6 +34,8 @@ pub enum ApiError {
     TooManyRequests(u64),
     /// The request was not read and answered within `server.request_timeout`.
     Timeout,
+    /// Too many signing requests are waiting; retry in a second.
+    Busy,
     /// A failure on our side; the cause is logged, not sent.
     Internal(String),
 }
@@ -102,6 +104,12 @@ impl ApiError {
                     "too many failed authentications from this address; wait as Retry-After says",
                 ),
             ),
+            ApiError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "urn:signet:problem:busy",
+                "Busy",
+                Cow::Borrowed("too many signing requests are waiting; retry after a second"),
+            ),
             ApiError::Timeout => (
                 StatusCode::REQUEST_TIMEOUT,
                 "urn:signet:problem:timeout",
@@ -139,8 +147,14 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let ApiError::TooManyRequests(wait) = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+        match self {
+            ApiError::TooManyRequests(wait) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+            }
+            ApiError::Busy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             let value = if matches!(self, ApiError::InvalidToken(_)) {

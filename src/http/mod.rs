@@ -8,6 +8,7 @@
 mod admin;
 pub mod auth;
 mod error;
+mod gate;
 mod public;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use axum::response::Response;
 
 pub use auth::{AdminTokens, AuthFailures, Role};
 pub use error::ApiError;
+pub use gate::SignGate;
 
 use crate::metrics::Metrics;
 use crate::service::KeyService;
@@ -40,6 +42,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Failed admin authentications by client address.
     pub failures: AuthFailures,
+    /// Bounds concurrent signing.
+    pub signing: SignGate,
     discovery: Bytes,
     cache_control: HeaderValue,
 }
@@ -55,11 +59,16 @@ impl AppState {
             config.jwks.max_age.as_secs()
         ))
         .unwrap_or(HeaderValue::from_static("public, max-age=300"));
+        let signing = SignGate::new(
+            config.server.limits.signing_concurrency,
+            config.server.limits.signing_queue,
+        );
         AppState(Arc::new(Inner {
             service,
             tokens,
             metrics,
             failures: AuthFailures::default(),
+            signing,
             discovery,
             cache_control,
         }))
