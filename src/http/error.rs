@@ -201,3 +201,22 @@ impl From<ServiceError> for ApiError {
 
 /// A JSON body, with rejections as problem+json.
 pub(crate) type JsonBody<T> = Result<Json<T>, JsonRejection>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_answered_with_retry_after() {
+        let busy = ApiError::Busy.into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let limited = ApiError::TooManyRequests(42).into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "42");
+        assert_eq!(
+            ApiError::Timeout.into_response().status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+    }
+}
