@@ -212,45 +212,113 @@ fn config_check_prints_the_effective_config_without_secrets() {
     assert!(err.contains("jwks.max_age"), "{err}");
 }
 
+/// `signet` run from an empty directory, with no configuration at all.
+fn elsewhere(args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(names.is_empty(), "a read-only command created {names:?}");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
-fn token_verify_with_a_jwks_url_uses_the_embedded_verifier() {
+fn token_verify_with_a_jwks_url_works_from_anywhere_as_a_service_would() {
+    use crate::common::server::{SIGNER, ServeProcess, TOKENS, client};
     let home = Home::new(ED);
-    let token = sign(&home, "access_token");
-    let magic = sign(&home, "magic_link");
-    let serve = crate::common::server::ServeProcess::start(&home, &[]);
+    let serve = ServeProcess::start(&home, &[("SIGNET_ADMIN_TOKENS", TOKENS)]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sign = |purpose: &str| {
+        rt.block_on(async {
+            let r = client()
+                .post(format!("http://{}/v1/tokens", serve.admin))
+                .bearer_auth(SIGNER)
+                .json(&serde_json::json!({"purpose": purpose, "claims": {"sub": "user-1", "aud": "api"}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    };
+    let (token, magic) = (sign("access_token"), sign("magic_link"));
     let url = format!("http://{}/.well-known/jwks.json", serve.public);
-    let out = home.ok(&[
+    let verify = |extra: &[&str], token: &str| {
+        let mut args = vec![
+            "token",
+            "verify",
+            "--purpose",
+            "access_token",
+            "--jwks-url",
+            &url,
+        ];
+        args.extend_from_slice(extra);
+        args.push(token);
+        elsewhere(&args)
+    };
+
+    // The issuer comes from the server's discovery document.
+    let (status, out, err) = verify(&["--audience", "api"], &token);
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("\"sub\": \"user-1\""), "{out}");
+    // A token that names an audience needs --audience.
+    let (status, _, err) = verify(&[], &token);
+    assert_eq!(status, 1);
+    assert!(err.contains("audience"), "{err}");
+    // A disagreeing issuer is named, both ways round.
+    let (status, _, err) = verify(
+        &["--audience", "api", "--issuer", "https://other.example"],
+        &token,
+    );
+    assert_eq!(status, 1);
+    let theirs = format!("http://{}", serve.public);
+    assert!(
+        err.contains("expected \"https://other.example\"") && err.contains(&theirs),
+        "{err}"
+    );
+    // Another purpose's token: the error says so.
+    let (status, _, err) = verify(&["--audience", "api"], &magic);
+    assert_eq!(status, 1);
+    assert!(err.contains("not a key of access_token"), "{err}");
+    // An unreachable JWKS URL is a dependency failure: exit 3.
+    let (status, _, err) = elsewhere(&[
         "token",
         "verify",
         "--purpose",
         "access_token",
         "--jwks-url",
-        &url,
+        "http://127.0.0.1:9/.well-known/jwks.json",
+        "--issuer",
+        &theirs,
         &token,
     ]);
-    assert!(out.contains("\"sub\": \"user-1\""), "{out}");
-    let (status, err) = code(&home.run(&[
-        "token",
-        "verify",
-        "--purpose",
-        "access_token",
-        "--jwks-url",
-        &url,
-        &magic,
-    ]));
-    assert_eq!(status, 1, "{err}");
-    assert!(err.contains("unknown key id"), "{err}");
-    let (status, err) = code(&home.run(&[
+    assert_eq!(status, 3, "{err}");
+    // Plain http elsewhere is refused, naming the flag.
+    let (status, _, err) = elsewhere(&[
         "token",
         "verify",
         "--purpose",
         "access_token",
         "--jwks-url",
         "http://evil.example/jwks",
+        "--issuer",
+        &theirs,
         &token,
-    ]));
+    ]);
     assert_eq!(status, 2, "{err}");
-    assert!(err.contains("https"), "{err}");
+    assert!(err.contains("--allow-http"), "{err}");
     serve.stop();
 }
 

@@ -137,6 +137,8 @@ async fn a_server_without_the_new_master_key_publishes_but_never_signs_with_an_o
         &both,
         &["token", "sign", "--purpose", "access_token"],
     );
+    // The server's clock catches up with the wall clock the CLI used.
+    s.clock.set(SystemClock.now());
     s.service.refresh();
 
     // Published exactly as the store holds it...

@@ -200,25 +200,46 @@ async fn wait_for(done: impl Fn() -> bool) {
 
 #[test]
 fn plain_http_is_refused_except_to_loopback() {
+    let b = |url: &str| Verifier::builder(url).purpose("access_token");
+    let err = b("http://auth.example.com/.well-known/jwks.json")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("use https"), "{err}");
+    assert!(b("ftp://127.0.0.1/jwks").build().is_err());
     assert!(
-        Verifier::builder("http://auth.example.com/.well-known/jwks.json")
-            .build()
-            .is_err()
-    );
-    assert!(Verifier::builder("ftp://127.0.0.1/jwks").build().is_err());
-    assert!(
-        Verifier::builder("http://127.0.0.1:9/.well-known/jwks.json")
+        b("http://127.0.0.1:9/.well-known/jwks.json")
             .build()
             .is_ok()
     );
     assert!(
-        Verifier::builder("http://auth.example.com/jwks")
+        b("http://auth.example.com/jwks")
             .allow_http()
+            .build()
+            .is_ok()
+    );
+    assert!(b("https://auth.example.com/jwks").build().is_ok());
+}
+
+#[test]
+fn a_verifier_without_a_purpose_is_refused_unless_it_says_any_typ() {
+    let err = Verifier::builder("https://auth.example.com/.well-known/jwks.json")
+        .issuer("https://auth.example.com")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, signet::verifier::BuildError::NoPurpose),
+        "{err}"
+    );
+    assert!(err.to_string().contains(".purpose("), "{err}");
+    assert!(
+        Verifier::builder("https://auth.example.com/jwks")
+            .typ("custom+jwt")
             .build()
             .is_ok()
     );
     assert!(
         Verifier::builder("https://auth.example.com/jwks")
+            .any_typ()
             .build()
             .is_ok()
     );
@@ -269,6 +290,74 @@ async fn the_axum_extractor_answers_401_with_a_bearer_challenge() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "u");
+    // An unknown kid: a fixed phrase, nothing of the kid, URL or cause.
+    let stranger = key(Algorithm::EdDSA);
+    let r = http
+        .get(&url)
+        .bearer_auth(mint(&stranger, &header(&stranger, "at+jwt"), &claims(T0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\", error_description=\"unknown signing key\""
+    );
+}
+
+#[tokio::test]
+async fn the_axum_extractor_answers_503_when_the_keys_cannot_be_fetched() {
+    use axum::Router;
+    use axum::routing::get;
+    use signet::verifier::Verified;
+
+    // Nothing listens there: the key set can never be fetched.
+    let clock = ManualClock::new(T0);
+    let v = verifier("http://127.0.0.1:9/.well-known/jwks.json", &clock);
+    let app = Router::new()
+        .route("/me", get(|_: Verified<Claims>| async { "never" }))
+        .with_state(v);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/me", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let k = key(Algorithm::EdDSA);
+    let r = crate::common::server::client()
+        .get(&url)
+        .bearer_auth(mint(&k, &header(&k, "at+jwt"), &claims(T0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a good token must not be thrown away");
+    assert!(r.headers().get("www-authenticate").is_none());
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_verifier_refuses_tokens_naming_an_audience_it_does_not_expect() {
+    let k = key(Algorithm::EdDSA);
+    let server = JwksServer::start(&[&k]).await;
+    let clock = ManualClock::new(T0);
+    let no_audience = Verifier::builder(&server.url)
+        .issuer(ISS)
+        .typ("at+jwt")
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let with_aud = mint(&k, &header(&k, "at+jwt"), &claims(T0));
+    let err = no_audience.verify::<Claims>(&with_aud).await.unwrap_err();
+    assert!(matches!(err, VerifyError::UnexpectedAudience), "{err:?}");
+    let without = mint(
+        &k,
+        &header(&k, "at+jwt"),
+        &json!({"iss": ISS, "exp": T0.0 + 600}),
+    );
+    assert!(no_audience.verify::<Claims>(&without).await.is_ok());
+    // Configured: a missing aud is refused too.
+    let err = verifier(&server.url, &clock)
+        .verify::<Claims>(&without)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::MissingClaim("aud")), "{err:?}");
 }
 
 #[tokio::test]
@@ -281,7 +370,8 @@ async fn jwks_fetches_refuse_redirects_errors_and_oversized_bodies() {
     let k = key(Algorithm::EdDSA);
     let good = JwksServer::start(&[&k]).await;
     let good_url = good.url.clone();
-    let huge = json!({"keys": [], "padding": "x".repeat(70 * 1024)}).to_string();
+    let huge = json!({"keys": [], "padding": "x".repeat(signet::verifier::DEFAULT_MAX_BODY + 1)})
+        .to_string();
     let app = Router::new()
         .route(
             "/redirect",

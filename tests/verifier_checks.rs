@@ -230,7 +230,7 @@ async fn hostile_tokens_are_refused_for_the_right_reason() {
                 &header(&ed, "at+jwt"),
                 &json!({"iss": "https://evil.example", "aud": "api", "exp": T0.0 + 600}),
             ),
-            |e| matches!(e, WrongIssuer),
+            |e| matches!(e, WrongIssuer { .. }),
         ),
         (
             "no exp",

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use super::{CliError, KeysCommand, TokenCommand};
 use crate::config::{Config, parse_duration};
 use crate::keys::Algorithm;
+use crate::keys::token::VerifyError;
 use crate::service::{KeyInfo, KeyService, ProblemKind, SignRequest};
 use crate::verifier::Verifier;
 
@@ -112,32 +113,97 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
     }
 }
 
-/// `token verify --jwks-url`: the embedded verifier, against a running server.
+/// What `token verify --jwks-url` checks against.
+pub(super) struct Remote<'a> {
+    pub(super) purpose: &'a str,
+    pub(super) url: &'a str,
+    pub(super) issuer: Option<String>,
+    pub(super) audience: Option<String>,
+    pub(super) allow_http: bool,
+}
+
+/// `token verify --jwks-url`: the embedded verifier, against a running
+/// server, as a service in any directory would use it.
 pub(super) fn verify_remote(
     config: &Config,
-    purpose: &str,
-    url: &str,
+    remote: Remote<'_>,
     token: &str,
 ) -> Result<(), CliError> {
-    let mut builder = Verifier::builder(url)
-        .issuer(config.issuer.as_str())
-        .purpose(purpose);
-    if let Some(p) = config.purposes.get(purpose) {
-        builder = builder.typ(p.typ.as_str());
-    }
-    let verifier = builder
-        .build()
-        .map_err(|e| CliError::Usage(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;
-    let verified = runtime.block_on(verifier.verify::<Map<String, Value>>(token.trim()))?;
+    let issuer = match remote.issuer {
+        Some(iss) => iss,
+        None => runtime.block_on(discover_issuer(remote.url))?,
+    };
+    let mut builder = Verifier::builder(remote.url)
+        .issuer(issuer)
+        .purpose(remote.purpose);
+    if let Some(p) = config.purposes.get(remote.purpose) {
+        builder = builder.typ(p.typ.as_str());
+    }
+    if let Some(aud) = remote.audience {
+        builder = builder.audience(aud);
+    }
+    if remote.allow_http {
+        builder = builder.allow_http();
+    }
+    let verifier = builder
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string().replace("allow_http()", "--allow-http")))?;
+    let verified = runtime
+        .block_on(verifier.verify::<Map<String, Value>>(token.trim()))
+        .map_err(|e| match e {
+            VerifyError::UnknownKid(kid) => CliError::Refused(format!(
+                "invalid token: its key {kid} is not a key of {} at {}: is it a token of another purpose? Pass that --purpose",
+                remote.purpose,
+                verifier.jwks_url()
+            )),
+            other => CliError::Invalid(other),
+        })?;
     println!(
         "{}",
         serde_json::to_string_pretty(&verified.claims).unwrap_or_default()
     );
     Ok(())
+}
+
+/// The `issuer` of the discovery document at the origin of `jwks_url`.
+async fn discover_issuer(jwks_url: &str) -> Result<String, CliError> {
+    let url = url::Url::parse(jwks_url)
+        .map_err(|e| CliError::Usage(format!("--jwks-url {jwks_url:?}: {e}")))?;
+    let discovery = format!(
+        "{}/.well-known/openid-configuration",
+        url.origin().ascii_serialization()
+    );
+    let unavailable = |why: String| {
+        CliError::Unavailable(format!(
+            "cannot read the issuer from {discovery}: {why}; pass --issuer"
+        ))
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(crate::verifier::tls_config().map_err(unavailable)?)
+        .build()
+        .map_err(|e| unavailable(e.to_string()))?;
+    let response = http
+        .get(&discovery)
+        .send()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(unavailable(format!("status {}", response.status())));
+    }
+    let doc: Value = response
+        .json()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    doc.get("issuer")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| unavailable("it has no issuer".into()))
 }
 
 fn print_keys(keys: &[KeyInfo], json: bool) {

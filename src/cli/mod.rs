@@ -90,6 +90,17 @@ pub enum TokenCommand {
         /// Verify against this JWKS URL (as a microservice would) instead of the store.
         #[arg(long, value_name = "URL")]
         jwks_url: Option<String>,
+        /// With --jwks-url: the issuer the token must name (default: the
+        /// `issuer` of /.well-known/openid-configuration at the URL's origin).
+        #[arg(long, value_name = "ISS", requires = "jwks_url")]
+        issuer: Option<String>,
+        /// With --jwks-url: the audience the token must name; without it, a
+        /// token that names an audience is refused.
+        #[arg(long, value_name = "AUD", requires = "jwks_url")]
+        audience: Option<String>,
+        /// With --jwks-url: allow plain http to a host other than loopback.
+        #[arg(long, requires = "jwks_url")]
+        allow_http: bool,
         /// The token.
         token: String,
     },
@@ -160,12 +171,16 @@ pub enum CliError {
     /// The token is invalid.
     #[error("invalid token: {0}")]
     Invalid(#[from] VerifyError),
+    /// A remote dependency (the JWKS URL, its discovery document) is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl CliError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::Invalid(VerifyError::JwksUnavailable(_)) | CliError::Unavailable(_) => 3,
             CliError::Refused(_) | CliError::Invalid(_) => 1,
             CliError::Usage(_) | CliError::Config(_) | CliError::Store(_) => 2,
         }
@@ -264,8 +279,21 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
         Command::Token(TokenCommand::Verify {
             purpose,
             jwks_url: Some(url),
+            issuer,
+            audience,
+            allow_http,
             token,
-        }) => keys::verify_remote(&config, &purpose, &url, &token),
+        }) => keys::verify_remote(
+            &config,
+            keys::Remote {
+                purpose: &purpose,
+                url: &url,
+                issuer,
+                audience,
+                allow_http,
+            },
+            &token,
+        ),
         Command::Token(cmd) => keys::run_token(cmd, open(config, env, clock)?),
     }
 }

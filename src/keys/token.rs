@@ -58,11 +58,22 @@ pub enum VerifyError {
     #[error("token not yet valid")]
     NotYetValid,
     /// `iss` is not the expected issuer.
-    #[error("wrong issuer")]
-    WrongIssuer,
+    #[error("wrong issuer: expected {expected:?}, the token has {found:?}")]
+    WrongIssuer {
+        /// The configured issuer.
+        expected: String,
+        /// The token's `iss`.
+        found: String,
+    },
     /// `aud` does not contain the expected audience.
     #[error("wrong audience")]
     WrongAudience,
+    /// The token names an audience, and none is expected: it was meant for
+    /// another service.
+    #[error(
+        "the token has an audience (aud) but this verifier expects none: configure the audience it must name"
+    )]
+    UnexpectedAudience,
     /// A required claim is absent.
     #[error("missing claim {0:?}")]
     MissingClaim(&'static str),
@@ -81,12 +92,24 @@ pub struct Expectations<'a> {
     pub typ: Option<&'a str>,
     /// Required `iss`, if any.
     pub issuer: Option<&'a str>,
-    /// Required member of `aud`, if any (then `aud` is required).
-    pub audience: Option<&'a str>,
+    /// What `aud` must be.
+    pub audience: Audience<'a>,
     /// Tolerated clock skew for `exp` and `nbf`.
     pub leeway: Duration,
     /// The instant to check against.
     pub now: UnixTime,
+}
+
+/// What a verifier expects of `aud`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// `aud` must be absent: a token meant for some service is refused
+    /// where no audience is configured (as jose and jsonwebtoken do).
+    None,
+    /// `aud` must be, or contain, this value.
+    Required(&'a str),
+    /// `aud` is not looked at: the issuer checking its own tokens.
+    Unchecked,
 }
 
 /// A token whose shape and header passed, not yet verified.
@@ -192,11 +215,24 @@ fn check_claims(claims: &Map<String, Value>, expect: &Expectations<'_>) -> Resul
         match claims.get("iss") {
             None => return Err(VerifyError::MissingClaim("iss")),
             Some(Value::String(iss)) if iss == issuer => {}
-            Some(Value::String(_)) => return Err(VerifyError::WrongIssuer),
+            Some(Value::String(found)) => {
+                return Err(VerifyError::WrongIssuer {
+                    expected: issuer.to_owned(),
+                    found: found.clone(),
+                });
+            }
             Some(_) => return Err(VerifyError::InvalidClaim("iss")),
         }
     }
-    if let Some(audience) = expect.audience {
+    let audience = match expect.audience {
+        Audience::Unchecked => return Ok(()),
+        Audience::None if claims.contains_key("aud") => {
+            return Err(VerifyError::UnexpectedAudience);
+        }
+        Audience::None => return Ok(()),
+        Audience::Required(a) => a,
+    };
+    {
         let ok = match claims.get("aud") {
             None => return Err(VerifyError::MissingClaim("aud")),
             Some(Value::String(a)) => a == audience,
@@ -296,7 +332,7 @@ mod tests {
         Expectations {
             typ: Some("at+jwt"),
             issuer: Some("https://issuer.example"),
-            audience: None,
+            audience: Audience::Unchecked,
             leeway: Duration::from_secs(60),
             now,
         }

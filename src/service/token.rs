@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::KeyService;
 use crate::clock::UnixTime;
 use crate::keys::jwk::b64;
-use crate::keys::token::{Expectations, MAX_TOKEN_LEN, VerifyError, parse, sign_compact};
+use crate::keys::token::{Audience, Expectations, MAX_TOKEN_LEN, VerifyError, parse, sign_compact};
 use crate::keys::{Algorithm, KeyError};
 
 /// Claims the server sets itself (`typ` is the purpose's, in the header); a
@@ -233,7 +233,8 @@ impl KeyService {
         let expect = Expectations {
             typ,
             issuer: Some(&config.issuer),
-            audience: None,
+            // The issuer checks its own tokens, whatever service they name.
+            audience: Audience::Unchecked,
             leeway: config.leeway,
             now,
         };

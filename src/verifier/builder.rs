@@ -5,10 +5,34 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rustls_platform_verifier::BuilderVerifierExt;
 
 use super::jwks::Limits;
 use super::{BuildError, Counters, Inner, KeySet, Verifier, VerifierBuilder};
 use crate::clock::{Clock, SystemClock};
+
+/// The most keys a JWKS may hold by default. A signet purpose publishes at
+/// most, per algorithm, an active and a pending key and 8 keys retired on
+/// schedule plus 8 retired by hand (`docs/lifecycle.md` rules 4 and 9): 18,
+/// so 72 with all four algorithms, 288 for the four built-in purposes in the
+/// all-purposes JWKS. 512 leaves room for a few more purposes.
+pub const DEFAULT_MAX_KEYS: usize = 512;
+/// The largest JWKS body accepted by default: 512 keys of at most about
+/// 800 bytes each (an RSA-4096 JWK) fit in 512 KiB.
+pub const DEFAULT_MAX_BODY: usize = 512 * 1024;
+
+/// The verifier's own TLS configuration, on ring, trusting the system's
+/// roots. Nothing process-wide is installed, so an application that uses
+/// another rustls provider is unaffected.
+pub fn tls_config() -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_platform_verifier())
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth())
+}
 
 impl Verifier {
     /// Starts configuring a verifier for the JWKS at `jwks_url`.
@@ -26,8 +50,9 @@ impl Verifier {
             cooldown: Duration::from_secs(30),
             stale_limit: Duration::from_secs(3600),
             timeout: Duration::from_secs(5),
-            max_body: 64 * 1024,
-            max_keys: 100,
+            max_body: DEFAULT_MAX_BODY,
+            max_keys: DEFAULT_MAX_KEYS,
+            any_typ: false,
             allow_http: false,
             clock: Arc::new(SystemClock),
         }
@@ -54,6 +79,23 @@ impl VerifierBuilder {
     /// Overrides the expected `typ` (a purpose configured with its own `typ`).
     pub fn typ(mut self, typ: impl Into<String>) -> Self {
         self.typ = Some(typ.into());
+        self
+    }
+    /// Accepts tokens of every purpose (any `typ`). Without a purpose, a
+    /// leaked magic link or a refresh token verifies where an access token
+    /// is expected: use only where every purpose is really meant.
+    pub fn any_typ(mut self) -> Self {
+        self.any_typ = true;
+        self
+    }
+    /// The most keys a JWKS may hold (default [`DEFAULT_MAX_KEYS`]).
+    pub fn max_keys(mut self, n: usize) -> Self {
+        self.max_keys = n;
+        self
+    }
+    /// The largest JWKS body, in bytes (default [`DEFAULT_MAX_BODY`]).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
         self
     }
     /// Clock skew tolerated on `exp` and `nbf` (default 60 s).
@@ -117,7 +159,7 @@ impl VerifierBuilder {
                 return Err(BuildError::Url {
                     url: self.url.clone(),
                     reason: format!(
-                        "scheme {other}: use https (plain http only to a loopback host, or with allow_http())"
+                        "scheme {other}: use https (plain http only to a loopback host, or with allow_http(); `signet token verify` has --allow-http)"
                     ),
                 });
             }
@@ -135,8 +177,12 @@ impl VerifierBuilder {
                 self.url = format!("{base}/.well-known/jwks/{p}.json");
             }
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        if self.typ.is_none() && !self.any_typ {
+            return Err(BuildError::NoPurpose);
+        }
+        let tls = tls_config().map_err(|e| BuildError::Client(format!("TLS: {e}")))?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -159,5 +205,26 @@ impl VerifierBuilder {
             unknown,
             counters: Counters::default(),
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    #[test]
+    fn building_a_verifier_installs_no_process_wide_tls_provider() {
+        // Nothing in the library's unit tests installs one.
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+        let _v = Verifier::builder("https://auth.example.com/.well-known/jwks.json")
+            .purpose("access_token")
+            .build()
+            .unwrap();
+        assert!(
+            rustls::crypto::CryptoProvider::get_default().is_none(),
+            "build() installed a provider for the whole process"
+        );
     }
 }

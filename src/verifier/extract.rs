@@ -8,34 +8,55 @@ use serde::de::DeserializeOwned;
 
 use super::{Verified, Verifier, VerifyError};
 
-/// The 401 answer of a request without a valid bearer token (RFC 6750 §3).
+/// The answer to a request without a valid bearer token: 401 with a
+/// `WWW-Authenticate` challenge (RFC 6750 §3) whose `error_description` is a
+/// fixed phrase per kind of failure (the full cause goes to the log, never
+/// to the client), or 503 when the keys cannot be fetched: the token may be
+/// good, so the client must not throw it away.
 #[derive(Debug)]
 pub struct Unauthorized(Option<VerifyError>);
 
+/// The fixed `error_description` of each failure.
+fn description(e: &VerifyError) -> &'static str {
+    match e {
+        VerifyError::TooLarge | VerifyError::Malformed(_) => "malformed token",
+        VerifyError::DisallowedAlg(_) => "algorithm not allowed",
+        VerifyError::ForbiddenHeader(_) => "forbidden header parameter",
+        VerifyError::UnknownKid(_) => "unknown signing key",
+        VerifyError::BadSignature => "bad signature",
+        VerifyError::WrongTyp { .. } => "wrong token type",
+        VerifyError::Expired => "token expired",
+        VerifyError::NotYetValid => "token not yet valid",
+        VerifyError::WrongIssuer { .. } => "wrong issuer",
+        VerifyError::WrongAudience | VerifyError::UnexpectedAudience => "wrong audience",
+        VerifyError::MissingClaim(_) | VerifyError::InvalidClaim(_) => "invalid claims",
+        _ => "invalid token",
+    }
+}
+
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
+        if let Some(e @ VerifyError::JwksUnavailable(_)) = &self.0 {
+            tracing::error!(error = %e, "cannot verify a bearer token: the signing keys are unavailable");
+            let mut r = StatusCode::SERVICE_UNAVAILABLE.into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
         let challenge = match &self.0 {
             // No credentials at all: no error code (RFC 6750 §3.1).
-            None => "Bearer".to_owned(),
+            None => HeaderValue::from_static("Bearer"),
             Some(e) => {
-                let description: String = e
-                    .to_string()
-                    .chars()
-                    .map(|c| {
-                        if c == '"' || c == '\\' || !c.is_ascii() || c.is_ascii_control() {
-                            '\''
-                        } else {
-                            c
-                        }
-                    })
-                    .collect();
-                format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
+                tracing::debug!(error = %e, "bearer token refused");
+                let value = format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    description(e)
+                );
+                HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer"))
             }
         };
         let mut r = StatusCode::UNAUTHORIZED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         r
     }
 }

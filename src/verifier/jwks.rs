@@ -70,18 +70,12 @@ pub(crate) async fn fetch(
         .content_length()
         .is_some_and(|n| n > limits.max_body as u64)
     {
-        return Err(format!(
-            "GET {url}: body larger than {} bytes",
-            limits.max_body
-        ));
+        return Err(too_big(url, limits));
     }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
         if body.len() + chunk.len() > limits.max_body {
-            return Err(format!(
-                "GET {url}: body larger than {} bytes",
-                limits.max_body
-            ));
+            return Err(too_big(url, limits));
         }
         body.extend_from_slice(&chunk);
     }
@@ -91,6 +85,13 @@ pub(crate) async fn fetch(
         etag: new_etag,
         max_age,
     })
+}
+
+fn too_big(url: &str, limits: &Limits) -> String {
+    format!(
+        "GET {url}: body larger than the limit of {} bytes (raise it with VerifierBuilder::max_body)",
+        limits.max_body
+    )
 }
 
 /// `max-age` of a Cache-Control value; `no-cache`/`no-store` count as zero.
@@ -122,7 +123,7 @@ pub(crate) fn parse_set(body: &[u8], max_keys: usize) -> Result<HashMap<String, 
         .ok_or("no \"keys\" array")?;
     if entries.len() > max_keys {
         return Err(format!(
-            "{} keys, more than the limit of {max_keys}",
+            "{} keys, more than the limit of {max_keys} (raise it with VerifierBuilder::max_keys)",
             entries.len()
         ));
     }
@@ -180,7 +181,12 @@ fn vet(entry: &Value) -> Result<(String, Key), String> {
         );
     }
     if let PublicMembers::Rsa { n, .. } = &members {
-        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        // Leading zero bytes are not part of the modulus; an empty or zero
+        // modulus has no bits at all.
+        let significant = n.iter().position(|b| *b != 0).map_or(&[][..], |i| &n[i..]);
+        let bits = significant.first().map_or(0, |b| {
+            (significant.len() - 1) * 8 + (8 - b.leading_zeros() as usize)
+        });
         if bits < 2048 {
             return Err(format!("RSA modulus of {bits} bits, under 2048"));
         }
@@ -212,6 +218,8 @@ mod tests {
             {"kty":"oct","k":"c2VjcmV0","alg":"HS256","kid":"oct"},
             {"kty":"OKP","crv":"Ed25519","x":x,"kid":"no-alg"},
             {"kty":"RSA","n":"AQAB","e":"AQAB","alg":"RS256","kid":"weak"},
+            {"kty":"RSA","n":"","e":"AQAB","alg":"RS256","kid":"empty-n"},
+            {"kty":"RSA","n":"AAAA","e":"AQAB","alg":"RS256","kid":"zero-n"},
             {"kty":"OKP","crv":"Ed25519","x":x,"alg":"EdDSA","kid":"twice"},
             {"kty":"OKP","crv":"Ed25519","x":x,"alg":"EdDSA","kid":"twice"},
             {"kty":"OKP","crv":"Ed25519","x":x,"alg":"EdDSA","kid":"enc","use":"enc"},

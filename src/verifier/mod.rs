@@ -39,12 +39,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use crate::keys::token::VerifyError;
+pub use builder::{DEFAULT_MAX_BODY, DEFAULT_MAX_KEYS, tls_config};
 #[cfg(feature = "axum")]
 pub use extract::Unauthorized;
 
 use crate::clock::{Clock, UnixTime};
 use crate::keys::Algorithm;
-use crate::keys::token::{Expectations, parse};
+use crate::keys::token::{Audience, Expectations, parse};
 use jwks::{Fetched, Key, Limits, fetch};
 
 /// A verified token.
@@ -73,6 +74,11 @@ pub enum BuildError {
     /// A cache bound is inconsistent.
     #[error("{0}")]
     Limits(String),
+    /// Neither a purpose nor a `typ` was given: every purpose's tokens would verify.
+    #[error(
+        "no purpose: call .purpose(\"access_token\") (or .typ(..) for a custom typ), so that a refresh token or a magic link is not accepted where an access token is expected; .any_typ() accepts every purpose, if that is really meant"
+    )]
+    NoPurpose,
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
@@ -95,6 +101,7 @@ pub struct VerifierBuilder {
     timeout: Duration,
     max_body: usize,
     max_keys: usize,
+    any_typ: bool,
     allow_http: bool,
     clock: Arc<dyn Clock>,
 }
@@ -170,9 +177,13 @@ impl Verifier {
         let cfg = &self.0.cfg;
         let (kid, alg) = (parsed.kid.clone(), key.alg);
         let expect = Expectations {
+            // `None` only with `any_typ()`, which asked for it by name.
             typ: cfg.typ.as_deref(),
             issuer: cfg.issuer.as_deref(),
-            audience: cfg.audience.as_deref(),
+            audience: cfg
+                .audience
+                .as_deref()
+                .map_or(Audience::None, Audience::Required),
             leeway: cfg.leeway,
             now: cfg.clock.now(),
         };
