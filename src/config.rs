@@ -136,7 +136,20 @@ pub struct Config {
 mod human {
     use std::time::Duration;
     pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
+        s.serialize_str(&super::show_duration(*d))
+    }
+}
+
+/// A duration in the largest unit that holds it whole (`7d`, `90m`, `45s`),
+/// as a person writes it, rather than humantime's mixed units.
+pub fn show_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -188,7 +201,8 @@ impl Config {
                 })?;
                 toml::from_str::<File>(&text).map_err(|e| ConfigError::Parse {
                     path: p.clone(),
-                    message: e.to_string().trim().replace('\n', " "),
+                    // Kept as written: TOML errors show the line and a caret.
+                    message: format!("\n{}", e.to_string().trim_end()),
                 })?
             }
             None => File::default(),
@@ -327,7 +341,7 @@ impl Config {
                     ),
                 ));
             };
-            let show = |d: Duration| humantime::format_duration(d).to_string();
+            let show = show_duration;
             let Some(policy) = self.policy(name) else {
                 continue;
             };

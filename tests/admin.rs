@@ -422,3 +422,54 @@ async fn a_typ_claim_and_integers_beyond_64_bits_are_refused_and_big_ones_kept()
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn every_error_is_problem_json_even_the_frameworks() {
+    let s = TestServer::start(CONFIG, T0).await;
+    let problem = |r: reqwest::Response, status: u16| async move {
+        assert_eq!(r.status(), status);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        r.json::<Value>().await.unwrap()
+    };
+    // 404 on both listeners.
+    problem(s.get("/nope").await, 404).await;
+    problem(s.get_admin("/nope").await, 404).await;
+    // 405: a method the route lacks; the allowed ones are named.
+    let r = s
+        .http
+        .post(format!("{}/.well-known/jwks.json", s.public))
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 405).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("method not allowed"),
+        "{p}"
+    );
+    // 415: a body that is not JSON.
+    let r = s
+        .http
+        .post(format!("{}/v1/tokens", s.admin))
+        .bearer_auth(SIGNER)
+        .header("content-type", "text/plain")
+        .body("purpose=access_token")
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, 415).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("application/json"),
+        "{p}"
+    );
+    let r = s
+        .http
+        .post(format!("{}/v1/keys/access_token/rotate", s.admin))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/plain")
+        .body("force")
+        .send()
+        .await
+        .unwrap();
+    problem(r, 415).await;
+    s.stop().await;
+}

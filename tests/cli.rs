@@ -83,7 +83,10 @@ fn bad_tokens_exit_1_with_the_reason() {
     // A token of another purpose.
     let (status, err) = code(&home.run(&["token", "verify", "--purpose", "access_token", &magic]));
     assert_eq!(status, 1);
-    assert!(err.contains("unknown key id"), "{err}");
+    assert!(
+        err.contains("signed by a key of magic_link") && err.contains("--purpose magic_link"),
+        "{err}"
+    );
 
     let (status, err) =
         code(&home.run(&["token", "verify", "--purpose", "access_token", &expired]));
@@ -130,15 +133,15 @@ fn signing_requests_are_checked() {
     let cases: &[(&[&str], i32, &str)] = &[
         (
             &["--claims", r#"{"exp": 1}"#],
-            1,
+            2,
             "\"exp\" is set by signet",
         ),
         (
             &["--claims", r#"{"iss": "me"}"#],
-            1,
+            2,
             "\"iss\" is set by signet",
         ),
-        (&["--ttl", "11m"], 1, "exceeds the token_ttl"),
+        (&["--ttl", "11m"], 2, "exceeds the token_ttl"),
         (&["--ttl", "soon"], 2, "--ttl"),
         (&["--claims", "[1]"], 2, "JSON object"),
         (&["--alg", "HS256"], 2, "unsupported algorithm"),
@@ -210,6 +213,44 @@ fn config_check_prints_the_effective_config_without_secrets() {
     let (status, err) = code(&home.run(&["config", "check"]));
     assert_eq!(status, 2);
     assert!(err.contains("jwks.max_age"), "{err}");
+}
+
+#[test]
+fn read_only_commands_create_nothing_and_say_where_they_looked() {
+    let (status, out, err) = elsewhere(&["keys", "list"]);
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("no keys yet"), "{out}");
+    let (status, _, err) = elsewhere(&["token", "verify", "--purpose", "access_token", "a.b.c"]);
+    assert_eq!(status, 2);
+    assert!(err.contains("the store at keys holds no keyring"), "{err}");
+    let (status, out, err) = elsewhere(&["config", "check"]);
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("[purposes.access_token]"), "{out}");
+}
+
+#[test]
+fn exit_codes_mean_one_thing_each() {
+    let home = Home::new(ED);
+    sign(&home, "access_token");
+    // Requests signet will not sign are usage errors: 2.
+    for args in [
+        &[
+            "token",
+            "sign",
+            "--purpose",
+            "access_token",
+            "--claims",
+            "{\"iss\": \"me\"}",
+        ][..],
+        &["token", "sign", "--purpose", "access_token", "--ttl", "1d"],
+    ] {
+        let (status, err) = code(&home.run(args));
+        assert_eq!(status, 2, "{args:?}: {err}");
+    }
+    // An unknown kid is a refusal: 1, "no such key".
+    let (status, err) = code(&home.run(&["keys", "revoke", "not-a-kid"]));
+    assert_eq!(status, 1);
+    assert!(err.contains("no such key"), "{err}");
 }
 
 /// `signet` run from an empty directory, with no configuration at all.

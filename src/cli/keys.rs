@@ -11,25 +11,7 @@ use crate::verifier::Verifier;
 
 pub(super) fn run(cmd: KeysCommand, service: KeyService) -> Result<(), CliError> {
     match cmd {
-        KeysCommand::List { json } => {
-            print_keys(&service.keys_of(None), json);
-            // The keys that could be read are listed; what is broken (a
-            // keyring that cannot be read, an active key that cannot sign) is
-            // reported after them, with exit 2.
-            let problems: Vec<_> = service
-                .problems()
-                .into_iter()
-                .filter(|p| p.kind != ProblemKind::NoActiveKey)
-                .collect();
-            if problems.is_empty() {
-                return Ok(());
-            }
-            let lines: Vec<String> = problems
-                .iter()
-                .map(|p| format!("{}: {}", p.purpose, p.detail))
-                .collect();
-            Err(CliError::Usage(lines.join("\nsignet: ")))
-        }
+        KeysCommand::List { json } => list(Some(service), json),
         KeysCommand::Rotate { purpose, force } => {
             // Rotation applies what is due first, under the lock.
             let keys = service.rotate(purpose.as_deref(), force)?;
@@ -57,6 +39,72 @@ pub(super) fn run(cmd: KeysCommand, service: KeyService) -> Result<(), CliError>
             Ok(())
         }
     }
+}
+
+/// `keys list`: the keys that can be read, then what is broken, with exit 2.
+pub(super) fn list(service: Option<KeyService>, json: bool) -> Result<(), CliError> {
+    let Some(service) = service else {
+        print_keys(&[], json);
+        return Ok(());
+    };
+    print_keys(&service.keys_of(None), json);
+    // The keys that could be read are listed; what is broken (a keyring that
+    // cannot be read, an active key that cannot sign) is reported after
+    // them, with exit 2.
+    let problems: Vec<_> = service
+        .problems()
+        .into_iter()
+        .filter(|p| p.kind != ProblemKind::NoActiveKey)
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.purpose, p.detail))
+        .collect();
+    Err(CliError::Usage(lines.join("\nsignet: ")))
+}
+
+/// `token verify` against the store, as the issuer checks its own tokens.
+pub(super) fn verify_local(
+    service: &KeyService,
+    purpose: &str,
+    token: &str,
+) -> Result<(), CliError> {
+    if !service.config().purposes.contains_key(purpose) {
+        return Err(CliError::Usage(format!("unknown purpose {purpose:?}")));
+    }
+    // A keyring that cannot be read or trusted is an error, not a verdict on the token.
+    if let Some(p) = service
+        .problems()
+        .into_iter()
+        .find(|p| p.purpose == purpose && p.kind == ProblemKind::Store)
+    {
+        return Err(CliError::Usage(p.detail));
+    }
+    let verified = service.verify(purpose, token.trim()).map_err(|e| match e {
+        VerifyError::UnknownKid(kid) => {
+            let snap = service.snapshot();
+            let owner = snap
+                .purposes
+                .values()
+                .find(|v| v.verify.contains_key(&kid))
+                .map(|v| v.keyring.purpose.clone());
+            CliError::Refused(match owner {
+                Some(other) => format!(
+                    "invalid token: it was signed by a key of {other}, not of {purpose}: verify it with --purpose {other}"
+                ),
+                None => format!(
+                    "invalid token: unknown key id {kid:?}: no published key of {purpose} has it (revoked, expired, or not signet's)"
+                ),
+            })
+        }
+        other => CliError::Invalid(other),
+    })?;
+    let out = serde_json::to_string_pretty(&verified.claims).unwrap_or_default();
+    println!("{out}");
+    Ok(())
 }
 
 pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), CliError> {
@@ -93,23 +141,7 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
             println!("{}", signed.token);
             Ok(())
         }
-        TokenCommand::Verify { purpose, token, .. } => {
-            if !service.config().purposes.contains_key(&purpose) {
-                return Err(CliError::Usage(format!("unknown purpose {purpose:?}")));
-            }
-            // A keyring that cannot be read or trusted is an error, not a verdict on the token.
-            if let Some(p) = service
-                .problems()
-                .into_iter()
-                .find(|p| p.purpose == purpose && p.kind == ProblemKind::Store)
-            {
-                return Err(CliError::Usage(p.detail));
-            }
-            let verified = service.verify(&purpose, token.trim())?;
-            let out = serde_json::to_string_pretty(&verified.claims).unwrap_or_default();
-            println!("{out}");
-            Ok(())
-        }
+        TokenCommand::Verify { purpose, token, .. } => verify_local(&service, &purpose, &token),
     }
 }
 
@@ -196,10 +228,11 @@ async fn discover_issuer(jwks_url: &str) -> Result<String, CliError> {
     if !response.status().is_success() {
         return Err(unavailable(format!("status {}", response.status())));
     }
-    let doc: Value = response
-        .json()
+    let body = response
+        .bytes()
         .await
         .map_err(|e| unavailable(e.to_string()))?;
+    let doc: Value = serde_json::from_slice(&body).map_err(|e| unavailable(e.to_string()))?;
     doc.get("issuer")
         .and_then(Value::as_str)
         .map(str::to_owned)

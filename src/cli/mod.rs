@@ -200,14 +200,11 @@ impl From<ServiceError> for CliError {
 }
 
 impl From<SignError> for CliError {
+    /// A request signet will not sign (reserved claims, a ttl over the
+    /// purpose's, an unknown purpose or algorithm) is a usage error, like a
+    /// store that cannot sign: 2.
     fn from(e: SignError) -> Self {
-        match e {
-            SignError::UnknownPurpose(_)
-            | SignError::AlgNotConfigured { .. }
-            | SignError::KeyUnavailable { .. }
-            | SignError::Key(_) => CliError::Usage(e.to_string()),
-            other => CliError::Refused(other.to_string()),
-        }
+        CliError::Usage(e.to_string())
     }
 }
 
@@ -275,6 +272,9 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
             println!("\n# secrets\n# master keys: {master}\n# admin tokens: {admin}");
             Ok(())
         }
+        Command::Keys(KeysCommand::List { json }) => {
+            keys::list(open_read_only(config, env, clock)?, json)
+        }
         Command::Keys(cmd) => keys::run(cmd, open(config, env, clock)?),
         Command::Token(TokenCommand::Verify {
             purpose,
@@ -294,8 +294,39 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
             },
             &token,
         ),
+        Command::Token(TokenCommand::Verify { purpose, token, .. }) => {
+            let dir = config.store.path.clone();
+            match open_read_only(config, env, clock)? {
+                Some(service) => keys::verify_local(&service, &purpose, &token),
+                None => Err(CliError::Usage(format!(
+                    "the store at {} holds no keyring, so there is nothing to verify against: start `signet serve` (or sign a token) there first, or pass --jwks-url",
+                    dir.display()
+                ))),
+            }
+        }
         Command::Token(cmd) => keys::run_token(cmd, open(config, env, clock)?),
     }
+}
+
+/// Opens the configured store to read it, creating nothing (no `keys/`, no
+/// `master.key`): `None` when it holds no keyring yet.
+pub fn open_read_only(
+    config: Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<KeyService>, CliError> {
+    let Some(store) = FileStore::open_read_only(&config.store.path)? else {
+        return Ok(None);
+    };
+    // With keyrings present, a missing master key is an error, never created.
+    let (master, _) = MasterKeys::load(env("SIGNET_MASTER_KEYS").as_deref(), store.dir())?;
+    let store: Arc<dyn KeyStore> = Arc::new(store);
+    Ok(Some(KeyService::open(
+        Arc::new(config),
+        store,
+        master,
+        clock,
+    )?))
 }
 
 /// Opens the configured store and master keys and builds the service.

@@ -212,3 +212,22 @@ fn a_default_issuer_follows_the_public_address() {
         "an explicit issuer never moves"
     );
 }
+
+#[test]
+fn toml_errors_keep_their_layout_and_durations_read_as_written() {
+    let msg = err("[jwks]\nmax_age = 5m\n", &[]);
+    assert!(
+        msg.contains("\n") && msg.contains("max_age = 5m") && msg.contains('^'),
+        "{msg}"
+    );
+    let c = load(
+        "[purposes.refresh_token]\ntoken_ttl = \"40d\"\nrotate = \"0 0 0 1 1 *\"\n",
+        &[],
+    )
+    .unwrap();
+    let text = c.to_toml();
+    assert!(text.contains("token_ttl = \"40d\""), "{text}");
+    assert!(!text.contains("month"), "{text}");
+    assert_eq!(super::show_duration(Duration::from_secs(5400)), "90m");
+    assert_eq!(super::show_duration(Duration::from_secs(45)), "45s");
+}

@@ -199,6 +199,57 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+/// Every error answer as problem+json: the framework's own (405 for a method
+/// a route lacks, 415 for a body that is not JSON, 413 for one too large)
+/// are rewritten with the same status and a detail that says what to do.
+pub(crate) fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    // The framework's answers are empty or text/plain; signet's own are
+    // problem+json already, or deliberate JSON (`/readyz`).
+    let from_framework = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !from_framework {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            if allowed.is_empty() {
+                "method not allowed on this route (the README's HTTP API lists each route's method)"
+                    .to_owned()
+            } else {
+                format!("method not allowed on this route; allowed: {allowed}")
+            }
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "send the body as JSON, with Content-Type: application/json".to_owned()
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "the body is larger than 64 KiB".to_owned(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut out = if status.is_server_error() {
+        ApiError::Internal(detail).into_response()
+    } else {
+        ApiError::Invalid(status, detail).into_response()
+    };
+    *out.status_mut() = status;
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
+}
+
 /// A JSON body, with rejections as problem+json.
 pub(crate) type JsonBody<T> = Result<Json<T>, JsonRejection>;
 

@@ -111,7 +111,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .map(|p| p.as_str().to_owned());
     let method = req.method().clone();
     let started = tokio::time::Instant::now();
-    let response = next.run(req).await;
+    let response = error::as_problem(next.run(req).await);
     let status = response.status().as_u16();
     state.metrics.request(route.as_deref(), status);
     tracing::debug!(%method, route = route.as_deref().unwrap_or("-"), status, elapsed_us = started.elapsed().as_micros() as u64, "request");

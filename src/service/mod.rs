@@ -48,7 +48,7 @@ pub enum ServiceError {
     #[error("unknown purpose {0:?}: configured purposes are {1}")]
     UnknownPurpose(String, String),
     /// No keyring holds this kid.
-    #[error("no key {0:?} in any keyring: `signet keys list` shows the kids")]
+    #[error("no such key: {0:?} is in no keyring; `signet keys list` shows the kids")]
     UnknownKid(String),
     /// No readable keyring holds this kid, and some keyrings cannot be read.
     #[error(

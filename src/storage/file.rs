@@ -134,6 +134,31 @@ impl FileStore {
         Ok(store)
     }
 
+    /// Opens an existing keys directory to read it: nothing is created,
+    /// tightened or cleaned. `None` if the directory holds no keyring.
+    pub fn open_read_only(dir: impl Into<PathBuf>) -> Result<Option<FileStore>, StoreError> {
+        let dir = dir.into();
+        let has_keyrings = match fs::read_dir(&dir) {
+            Ok(entries) => entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                !name.starts_with('.') && name.ends_with(".json")
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(source) => {
+                return Err(StoreError::Io {
+                    action: "read the keys directory",
+                    path: dir,
+                    source,
+                });
+            }
+        };
+        Ok(has_keyrings.then(|| FileStore {
+            dir,
+            crash: AtomicU8::new(0),
+        }))
+    }
+
     /// Makes the next writes stop at `point` as if the writer were killed
     /// there. Fault injection for tests; never set in production.
     #[doc(hidden)]
