@@ -9,6 +9,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "../tests/common/jwt_provider.rs"]
+mod jwt_provider;
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair};
 use serde_json::{Map, json};
@@ -161,7 +164,7 @@ fn bench(c: &mut Criterion) {
     }
 
     // jsonwebtoken::encode builds a signer from DER on every call.
-    signet::crypto_provider::install();
+    jwt_provider::install();
     let pkcs8 = sig::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
     let enc = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);

@@ -10,8 +10,6 @@
 //!   JWKs and RFC 7638 kids, the lifecycle (`state_at`, `due`, rotate, revoke; the
 //!   rules are numbered in `docs/lifecycle.md`),
 //!   strict JWT parsing and verification. No IO, no async, no clock reads.
-//! - [`crypto_provider`]: a ring-backed `CryptoProvider` for the jsonwebtoken crate,
-//!   so signet and jsonwebtoken share one crypto stack.
 //! - `config` (feature `server`): defaults < `signet.toml` < `SIGNET_*` < flags, checked against the lifecycle rules.
 //! - `storage` (feature `server`): the [`storage::KeyStore`] trait, the encrypted file store, master keys.
 //! - `service` (feature `server`): keyrings plus store plus clock: ticks, rotation, signing,
@@ -24,7 +22,6 @@
 //! - `cli` (feature `server`): the `signet` command line; `main.rs` only calls it.
 
 pub mod clock;
-pub mod crypto_provider;
 pub mod keys;
 
 #[cfg(feature = "server")]

@@ -104,7 +104,7 @@ async fn issued_tokens_verify_with_the_jsonwebtoken_crate_against_the_public_jwk
         T0,
     )
     .await;
-    signet::crypto_provider::install();
+    crate::common::jwt_provider::install();
     let jwks: jsonwebtoken::jwk::JwkSet = s
         .get("/.well-known/jwks/access_token.json")
         .await

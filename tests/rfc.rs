@@ -71,7 +71,7 @@ fn rfc7515_a2_rs256_example_verifies() {
     ));
 
     // The same through jsonwebtoken with signet's ring provider.
-    signet::crypto_provider::install();
+    crate::common::jwt_provider::install();
     let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.validate_exp = false;
     validation.required_spec_claims.clear();
@@ -177,7 +177,7 @@ async fn the_published_jwks_is_a_valid_rfc7517_set() {
         "8 access_token keys and 2 for each other purpose"
     );
     let mut kids = std::collections::HashSet::new();
-    signet::crypto_provider::install();
+    crate::common::jwt_provider::install();
     for k in keys {
         let obj = k.as_object().unwrap();
         assert!(

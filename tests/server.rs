@@ -75,7 +75,7 @@ async fn jwks_lists_active_and_pending_keys_with_public_members_only() {
         members.sort();
         assert_eq!(members, expected);
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(k.clone()).unwrap();
-        signet::crypto_provider::install();
+        crate::common::jwt_provider::install();
         assert_eq!(
             jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
                 .unwrap(),

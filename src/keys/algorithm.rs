@@ -42,8 +42,6 @@ pub(crate) struct Spec {
     pub(crate) verify: &'static dyn sig::VerificationAlgorithm,
     /// ring's RSA padding for signing and parameters for verifying (RSA only).
     pub(crate) rsa: Option<(&'static dyn sig::RsaEncoding, &'static sig::RsaParameters)>,
-    /// The jsonwebtoken name, for its header and validation types.
-    pub(crate) jwt: jsonwebtoken::Algorithm,
 }
 
 static EDDSA: Spec = Spec {
@@ -51,7 +49,6 @@ static EDDSA: Spec = Spec {
     family: KeyFamily::Ed25519,
     verify: &sig::ED25519,
     rsa: None,
-    jwt: jsonwebtoken::Algorithm::EdDSA,
 };
 
 static RS256: Spec = Spec {
@@ -59,7 +56,6 @@ static RS256: Spec = Spec {
     family: KeyFamily::Rsa,
     verify: &sig::RSA_PKCS1_2048_8192_SHA256,
     rsa: Some((&sig::RSA_PKCS1_SHA256, &sig::RSA_PKCS1_2048_8192_SHA256)),
-    jwt: jsonwebtoken::Algorithm::RS256,
 };
 
 static PS256: Spec = Spec {
@@ -67,7 +63,6 @@ static PS256: Spec = Spec {
     family: KeyFamily::Rsa,
     verify: &sig::RSA_PSS_2048_8192_SHA256,
     rsa: Some((&sig::RSA_PSS_SHA256, &sig::RSA_PSS_2048_8192_SHA256)),
-    jwt: jsonwebtoken::Algorithm::PS256,
 };
 
 static ES256: Spec = Spec {
@@ -75,7 +70,6 @@ static ES256: Spec = Spec {
     family: KeyFamily::P256,
     verify: &sig::ECDSA_P256_SHA256_FIXED,
     rsa: None,
-    jwt: jsonwebtoken::Algorithm::ES256,
 };
 
 impl Algorithm {
@@ -104,16 +98,6 @@ impl Algorithm {
     /// The key family of this algorithm.
     pub fn family(self) -> KeyFamily {
         self.spec().family
-    }
-
-    /// The matching jsonwebtoken algorithm.
-    pub fn to_jwt(self) -> jsonwebtoken::Algorithm {
-        self.spec().jwt
-    }
-
-    /// The signet algorithm for a jsonwebtoken one, if signet supports it.
-    pub fn from_jwt(alg: jsonwebtoken::Algorithm) -> Option<Algorithm> {
-        Algorithm::ALL.into_iter().find(|a| a.to_jwt() == alg)
     }
 }
 
@@ -168,7 +152,6 @@ mod tests {
     fn names_round_trip_and_strangers_are_refused() {
         for alg in Algorithm::ALL {
             assert_eq!(alg.as_str().parse::<Algorithm>(), Ok(alg));
-            assert_eq!(Algorithm::from_jwt(alg.to_jwt()), Some(alg));
         }
         for bad in ["none", "None", "HS256", "rs256", "ES384", ""] {
             assert!(bad.parse::<Algorithm>().is_err(), "{bad} accepted");

@@ -5,26 +5,41 @@
 
 mod algorithm;
 pub mod jwk;
-mod keyring;
 mod material;
-mod plan;
-mod policy;
-mod record;
-mod schedule;
 pub mod token;
 
+// The lifecycle: only the server keeps keyrings (a verifier-only build
+// compiles none of it, nor the cron schedules).
+#[cfg(feature = "server")]
+mod keyring;
+#[cfg(feature = "server")]
+mod plan;
+#[cfg(feature = "server")]
+mod policy;
+#[cfg(feature = "server")]
+mod record;
+#[cfg(feature = "server")]
+mod schedule;
+
+#[cfg(feature = "server")]
 #[cfg(test)]
 mod lifecycle_change_tests;
+#[cfg(feature = "server")]
 #[cfg(test)]
 mod lifecycle_tests;
 
 pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
 pub use jwk::{PublicJwk, PublicMembers, thumbprint};
+#[cfg(feature = "server")]
 pub use keyring::Keyring;
 pub use material::{KeyError, Pkcs8, RSA_BITS, SigningKey, generate, verify_signature};
+#[cfg(feature = "server")]
 pub use plan::{NewKey, Plan, Refusal, Step};
+#[cfg(feature = "server")]
 pub use policy::{MAX_RETIRING, Policy};
+#[cfg(feature = "server")]
 pub use record::{KeyRecord, KeyState, KeyringMac, SealedKey};
+#[cfg(feature = "server")]
 pub use schedule::{Schedule, ScheduleError};
 
 /// The JWT `typ` signet gives a purpose unless configured otherwise:

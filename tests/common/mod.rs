@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use tempfile::TempDir;
 
 pub mod jwks_server;
+pub mod jwt_provider;
 pub mod server;
 
 /// A fixed, test-only master key (32 bytes of 0x07, base64).

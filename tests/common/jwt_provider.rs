@@ -1,8 +1,11 @@
-//! A ring-backed [`jsonwebtoken::crypto::CryptoProvider`], so that code using
-//! the jsonwebtoken crate next to signet runs on the same crypto stack.
+//! A ring-backed [`jsonwebtoken::crypto::CryptoProvider`] for the tests and
+//! the benchmark, which use the jsonwebtoken crate as a third-party verifier
+//! (and, in the benchmark, signer) next to signet, on signet's crypto stack.
 //!
 //! Only the algorithms signet issues are provided; HMAC and every other
 //! algorithm are refused with `InvalidAlgorithm`.
+
+#![allow(dead_code, unreachable_pub)] // shared by the tests and the benchmark
 
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{Error, ErrorKind};
@@ -10,7 +13,17 @@ use jsonwebtoken::jwk::{EllipticCurve, ThumbprintHash};
 use jsonwebtoken::{DecodingKey, DecodingKeyKind, EncodingKey};
 use zeroize::Zeroizing;
 
-use crate::keys::{Algorithm, KeyFamily, Pkcs8, PublicMembers, SigningKey, verify_signature};
+use signet::keys::{Algorithm, KeyFamily, Pkcs8, PublicMembers, SigningKey, verify_signature};
+
+/// jsonwebtoken's name for a signet algorithm.
+pub fn to_jwt(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    alg.as_str().parse().unwrap_or(jsonwebtoken::Algorithm::HS256)
+}
+
+/// signet's algorithm for a jsonwebtoken one, if signet supports it.
+fn from_jwt(alg: jsonwebtoken::Algorithm) -> Option<Algorithm> {
+    Algorithm::ALL.into_iter().find(|a| to_jwt(*a) == alg)
+}
 
 /// signet's provider: ring for every signature and verification.
 pub static RING_PROVIDER: CryptoProvider = CryptoProvider {
@@ -33,7 +46,7 @@ pub fn install() {
 }
 
 fn supported(alg: &jsonwebtoken::Algorithm) -> Result<Algorithm, Error> {
-    Algorithm::from_jwt(*alg).ok_or_else(|| ErrorKind::InvalidAlgorithm.into())
+    from_jwt(*alg).ok_or_else(|| ErrorKind::InvalidAlgorithm.into())
 }
 
 struct RingSigner(SigningKey);
@@ -46,7 +59,7 @@ impl signature::Signer<Vec<u8>> for RingSigner {
 
 impl JwtSigner for RingSigner {
     fn algorithm(&self) -> jsonwebtoken::Algorithm {
-        self.0.alg().to_jwt()
+        to_jwt(self.0.alg())
     }
 }
 
@@ -75,7 +88,7 @@ impl signature::Verifier<Vec<u8>> for RingVerifier {
 
 impl JwtVerifier for RingVerifier {
     fn algorithm(&self) -> jsonwebtoken::Algorithm {
-        self.0.to_jwt()
+        to_jwt(self.0)
     }
 }
 
