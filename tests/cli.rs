@@ -247,10 +247,13 @@ fn exit_codes_mean_one_thing_each() {
         let (status, err) = code(&home.run(args));
         assert_eq!(status, 2, "{args:?}: {err}");
     }
-    // An unknown kid is a refusal: 1, "no such key".
-    let (status, err) = code(&home.run(&["keys", "revoke", "not-a-kid"]));
-    assert_eq!(status, 1);
-    assert!(err.contains("no such key"), "{err}");
+    // An unknown kid is a refusal: 1, "no such key"; kids are base64url and
+    // may start with '-', which is not a flag there.
+    for kid in ["not-a-kid", "-4S-LrgDtir6jsNdBgfndU6oB99rOyvoruOD6ljmBFQ"] {
+        let (status, err) = code(&home.run(&["keys", "revoke", kid]));
+        assert_eq!(status, 1, "{err}");
+        assert!(err.contains("no such key"), "{err}");
+    }
 }
 
 /// `signet` run from an empty directory, with no configuration at all.

@@ -68,7 +68,8 @@ pub enum KeysCommand {
     },
     /// Withdraw a key at once and for good.
     Revoke {
-        /// The key id.
+        /// The key id (base64url: it may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Re-encrypt every private key under the newest master key.
