@@ -5,6 +5,7 @@
 //! with the reason and the fix (`docs/lifecycle.md` rule 4).
 
 mod file;
+mod layers;
 mod limits;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,6 @@ use serde::Serialize;
 use crate::clock::UnixTime;
 use crate::keys::{Algorithm, MAX_RETIRING, Policy, Schedule};
 
-use file::File;
 pub use limits::Limits;
 
 /// The file read when neither `--config` nor `SIGNET_CONFIG` names one.
@@ -181,131 +181,16 @@ pub struct Sources<'a> {
 
 impl Config {
     /// Loads defaults, the file, then `SIGNET_*` variables, and checks the
-    /// result against the lifecycle rules as of `now`.
+    /// result against the lifecycle rules as of `now`. Each part is read and
+    /// checked on its own (`config/layers.rs`).
     pub fn load(sources: &Sources<'_>, now: UnixTime) -> Result<Config, ConfigError> {
-        let env = sources.env;
-        let path = sources
-            .file
-            .map(Path::to_path_buf)
-            .or_else(|| env("SIGNET_CONFIG").map(PathBuf::from))
-            .or_else(|| {
-                Path::new(DEFAULT_FILE)
-                    .exists()
-                    .then(|| PathBuf::from(DEFAULT_FILE))
-            });
-        let file = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.clone(),
-                    source,
-                })?;
-                toml::from_str::<File>(&text).map_err(|e| ConfigError::Parse {
-                    path: p.clone(),
-                    // Kept as written: TOML errors show the line and a caret.
-                    message: format!("\n{}", e.to_string().trim_end()),
-                })?
-            }
-            None => File::default(),
-        };
-        let pick = |var: &str, file: Option<String>, default: &str| -> (String, String) {
-            match env(var) {
-                Some(v) => (v, var.to_owned()),
-                None => (file.unwrap_or_else(|| default.to_owned()), String::new()),
-            }
-        };
-        let field = |name: &str, from_env: String| {
-            if from_env.is_empty() {
-                name.to_owned()
-            } else {
-                from_env
-            }
-        };
-
-        let issuer_is_default = file.issuer.is_none() && env("SIGNET_ISSUER").is_none();
-        let (issuer, src) = pick("SIGNET_ISSUER", file.issuer, "http://127.0.0.1:8080");
-        let issuer_field = field("issuer", src);
-        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
-            || issuer.ends_with('/')
-        {
-            return Err(invalid(
-                issuer_field,
-                format!(
-                    "{issuer:?} must be an http(s) URL without a trailing slash, e.g. \"https://auth.example.com\""
-                ),
-            ));
-        }
-        let (leeway, src) = pick("SIGNET_LEEWAY", file.leeway, "60s");
-        let leeway = parse_duration(&field("leeway", src), &leeway)?;
-        let addr = |var: &str,
-                    name: &str,
-                    v: Option<String>,
-                    default: &str|
-         -> Result<SocketAddr, ConfigError> {
-            let (text, src) = pick(var, v, default);
-            text.parse().map_err(|_| {
-                invalid(
-                    field(name, src),
-                    format!("{text:?} is not an address; write host:port, e.g. \"127.0.0.1:8080\""),
-                )
-            })
-        };
-        let limits = Limits::from_file(&file.server)?;
-        let server = ServerConfig {
-            public_addr: addr(
-                "SIGNET_PUBLIC_ADDR",
-                "server.public_addr",
-                file.server.public_addr,
-                "127.0.0.1:8080",
-            )?,
-            admin_addr: addr(
-                "SIGNET_ADMIN_ADDR",
-                "server.admin_addr",
-                file.server.admin_addr,
-                "127.0.0.1:8081",
-            )?,
-            limits,
-        };
-        if server.public_addr == server.admin_addr && server.public_addr.port() != 0 {
-            return Err(invalid(
-                "server.admin_addr",
-                "must differ from server.public_addr: the admin API is never on the public listener",
-            ));
-        }
-        let (max_age, src) = pick("SIGNET_JWKS_MAX_AGE", file.jwks.max_age, "5m");
-        let max_age_field = field("jwks.max_age", src);
-        let jwks_max_age = parse_duration(&max_age_field, &max_age)?;
-        if jwks_max_age.is_zero() {
-            return Err(invalid(
-                max_age_field,
-                "must be at least 1s: it is also how long a new key is published before it signs",
-            ));
-        }
-        let (kind, src) = pick("SIGNET_STORE_KIND", file.store.kind, "file");
-        if kind != "file" {
-            return Err(invalid(
-                field("store.kind", src),
-                format!("{kind:?} is not available in this build; use \"file\""),
-            ));
-        }
-        if file.store.url.is_some() || env("SIGNET_STORE_URL").is_some() {
-            return Err(invalid(
-                "store.url",
-                "only the file store is available in this build; remove store.url",
-            ));
-        }
-        let (store_path, _) = pick("SIGNET_STORE_PATH", file.store.path, "keys");
-        let (poll, src) = pick("SIGNET_STORE_POLL_INTERVAL", file.store.poll_interval, "5s");
-        let poll_field = field("store.poll_interval", src);
-        let poll_interval = parse_duration(&poll_field, &poll)?;
-        if poll_interval.is_zero() {
-            return Err(invalid(poll_field, "must be at least 1s"));
-        }
-        let store = StoreConfig {
-            kind,
-            path: PathBuf::from(store_path),
-            poll_interval,
-        };
-
+        let layers = layers::Layers { env: sources.env };
+        let file = layers::read_file(sources)?;
+        let (issuer, issuer_is_default) = layers.issuer(file.issuer)?;
+        let leeway = layers.duration("SIGNET_LEEWAY", "leeway", file.leeway, "60s")?;
+        let server = layers.server(file.server)?;
+        let jwks = layers.jwks(file.jwks)?;
+        let store = layers.store(file.store)?;
         let purposes = file::purposes(file.purposes)?;
         if purposes.is_empty() {
             return Err(invalid(
@@ -318,9 +203,7 @@ impl Config {
             issuer_is_default,
             leeway,
             server,
-            jwks: JwksConfig {
-                max_age: jwks_max_age,
-            },
+            jwks,
             store,
             purposes,
         };

@@ -6,13 +6,25 @@
 //! the snapshot. The periodic check also picks up changes other processes made
 //! and retries after a failure; the server keeps serving the keys it has.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::service::KeyService;
+
+/// What the scheduler works with: the key service, and metrics to count in.
+#[derive(Clone, Debug)]
+pub struct Scheduled {
+    /// The key service.
+    pub service: Arc<KeyService>,
+    /// Where rotations are counted.
+    pub metrics: Arc<Metrics>,
+}
 
 /// Runs until `stop` turns true.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+pub async fn run(state: Scheduled, mut stop: watch::Receiver<bool>) {
     let mut cron = match start_cron(&state).await {
         Ok(s) => Some(s),
         Err(e) => {
@@ -34,7 +46,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 async fn start_cron(
-    state: &AppState,
+    state: &Scheduled,
 ) -> Result<JobScheduler, tokio_cron_scheduler::JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
     for (purpose, p) in &state.service.config().purposes {
@@ -54,14 +66,14 @@ async fn start_cron(
 }
 
 /// Applies what is due for every purpose, then refreshes the snapshot.
-pub async fn check(state: &AppState) {
+pub async fn check(state: &Scheduled) {
     for purpose in state.service.config().purposes.keys() {
         tick(state, purpose).await;
     }
     refresh(state).await;
 }
 
-async fn tick(state: &AppState, purpose: &str) {
+async fn tick(state: &Scheduled, purpose: &str) {
     let (service, p) = (state.service.clone(), purpose.to_owned());
     match tokio::task::spawn_blocking(move || service.tick_purpose(&p)).await {
         Ok(Ok(false)) => {}
@@ -74,7 +86,7 @@ async fn tick(state: &AppState, purpose: &str) {
     }
 }
 
-async fn refresh(state: &AppState) {
+async fn refresh(state: &Scheduled) {
     let service = state.service.clone();
     match tokio::task::spawn_blocking(move || service.refresh()).await {
         Ok(true) => tracing::debug!("snapshot rebuilt"),

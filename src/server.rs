@@ -56,7 +56,11 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let limits = state.service.config().server.limits.clone();
-    let scheduler = tokio::spawn(crate::scheduler::run(state.clone(), stop_rx.clone()));
+    let scheduled = crate::scheduler::Scheduled {
+        service: state.service.clone(),
+        metrics: state.metrics.clone(),
+    };
+    let scheduler = tokio::spawn(crate::scheduler::run(scheduled, stop_rx.clone()));
     let public = serve(
         listeners.public,
         public_router(state.clone()),

@@ -38,8 +38,8 @@ pub struct Inner {
     pub service: Arc<KeyService>,
     /// Admin API tokens.
     pub tokens: AdminTokens,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
+    /// Prometheus metrics (shared with the scheduler).
+    pub metrics: Arc<Metrics>,
     /// Failed admin authentications by client address.
     pub failures: AuthFailures,
     /// Bounds concurrent signing.
@@ -52,7 +52,7 @@ impl AppState {
     /// Builds the state; renders the discovery document once.
     pub fn new(service: Arc<KeyService>, tokens: AdminTokens) -> AppState {
         let config = service.config();
-        let metrics = Metrics::new(config, service.store_errors().clone());
+        let metrics = Arc::new(Metrics::new(config, service.store_errors().clone()));
         let discovery = Bytes::from(public::discovery_document(config));
         let cache_control = HeaderValue::from_str(&format!(
             "public, max-age={}",

@@ -65,19 +65,22 @@ fn serve(state: &AppState, rendered: &Rendered, headers: &HeaderMap) -> Response
         .flat_map(|v| v.split(','))
         .map(|tag| tag.trim())
         .any(|tag| {
-            tag == "*" || tag.trim_start_matches("W/").as_bytes() == rendered.etag.as_bytes()
+            tag == "*" || tag.trim_start_matches("W/").as_bytes() == &rendered.etag[..]
         });
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        rendered.body.clone().into_response()
+        axum::body::Body::from(rendered.body.clone()).into_response()
     };
     let h = response.headers_mut();
     if !fresh {
         h.insert(header::CONTENT_TYPE, JSON);
     }
     h.insert(header::CACHE_CONTROL, state.cache_control.clone());
-    h.insert(header::ETAG, rendered.etag.clone());
+    // Shares the rendered bytes: no copy; base64url in quotes always validates.
+    if let Ok(etag) = HeaderValue::from_maybe_shared(rendered.etag.clone()) {
+        h.insert(header::ETAG, etag);
+    }
     response
 }
 

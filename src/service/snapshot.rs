@@ -11,8 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::http::HeaderValue;
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::clock::UnixTime;
@@ -28,8 +27,9 @@ use crate::storage::seal::MasterKeys;
 pub struct Rendered {
     /// The bytes served (cloning shares them).
     pub body: Bytes,
-    /// A strong ETag (quoted), derived from the body.
-    pub etag: HeaderValue,
+    /// A strong ETag (quoted base64url, so always a valid header value),
+    /// derived from the body.
+    pub etag: Bytes,
 }
 
 impl Rendered {
@@ -45,8 +45,7 @@ impl Rendered {
         let digest = ring::digest::digest(&ring::digest::SHA256, &body);
         let etag = format!("\"{}\"", b64(&digest.as_ref()[..18]));
         Rendered {
-            // base64url and quotes are always valid header bytes.
-            etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            etag: Bytes::from(etag),
             body: Bytes::from(body),
         }
     }
