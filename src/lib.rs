@@ -1,5 +1,47 @@
 //! signet: a JWKS key server and the verifier that services embed.
 //!
+//! # Verifying signet tokens in a Rust service
+//!
+//! The crate is not published: depend on it by git or path, with only the
+//! verifier (no server code is compiled):
+//!
+//! ```toml
+//! signet = { git = "https://example.com/your/signet.git", default-features = false, features = ["verifier", "axum"] }
+//! # or, next to a checkout: signet = { path = "../signet", default-features = false, features = ["verifier", "axum"] }
+//! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use signet::verifier::{Verified, Verifier};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Claims {
+//!     sub: String,
+//! }
+//!
+//! let verifier = Verifier::builder("https://auth.example.com/.well-known/jwks.json")
+//!     .issuer("https://auth.example.com")
+//!     .audience("orders") // the token's aud must name this service
+//!     .purpose("access_token") // required: only access tokens verify here
+//!     .build()?;
+//! # let token = "";
+//! let verified = verifier.verify::<Claims>(token).await?;
+//! println!("{} via key {}", verified.claims.sub, verified.kid);
+//!
+//! // In an axum handler (the router's state is the Verifier, or has one
+//! // through FromRef): 401 with a Bearer challenge, or 503 while the keys
+//! // cannot be fetched.
+//! async fn orders(token: Verified<Claims>) -> String {
+//!     token.claims.sub
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Features: `verifier` (the JWKS client), `axum` (with `verifier`: the
+//! `Verified<C>` extractor), `server` (the key server and the `signet`
+//! binary; on by default with the other two). [`verifier`] documents the
+//! caching and the checks.
+//!
 //! # Architecture
 //!
 //! Dependencies point inward: `cli`, `http` and `scheduler` use `service`;

@@ -46,7 +46,13 @@ pub(super) struct Layers<'a> {
 impl Layers<'_> {
     /// The value of `var` if set, else the file's, else `default`; with the
     /// name to blame in an error (the variable, or the file's field).
-    fn pick(&self, var: &str, field: &str, file: Option<String>, default: &str) -> (String, String) {
+    fn pick(
+        &self,
+        var: &str,
+        field: &str,
+        file: Option<String>,
+        default: &str,
+    ) -> (String, String) {
         match (self.env)(var) {
             Some(v) => (v, var.to_owned()),
             None => (file.unwrap_or_else(|| default.to_owned()), field.to_owned()),

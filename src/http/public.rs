@@ -64,9 +64,7 @@ fn serve(state: &AppState, rendered: &Rendered, headers: &HeaderMap) -> Response
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|tag| tag.trim())
-        .any(|tag| {
-            tag == "*" || tag.trim_start_matches("W/").as_bytes() == &rendered.etag[..]
-        });
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == &rendered.etag[..]);
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

@@ -98,7 +98,7 @@ pub enum Refusal {
     /// The pending key is younger than the lead (verifiers' cache lifetime
     /// plus the store's poll interval).
     #[error(
-        "the pending {purpose} key {kid} was published {age}s ago, less than jwks.max_age + store.poll_interval ({lead}s): verifiers may not have it yet. Wait until {ready} or rotate with --force"
+        "the pending {purpose} key {kid} was published {age}s ago, less than jwks.max_age + store.poll_interval ({lead}s): verifiers may not have it yet. Wait until {ready}, or force it (`--force`; over HTTP, `{{\"force\": true}}`)"
     )]
     PendingTooYoung {
         /// The keyring.

@@ -34,7 +34,7 @@ pub enum StoreError {
         "{location} {reason}: signet left it untouched; restore it from a backup, or move it aside to start a new keyring for this purpose"
     )]
     Corrupt {
-        /// The file (or table row) at fault.
+        /// Where the keyring was read from (the file store: its path).
         location: String,
         /// What is wrong.
         reason: String,
@@ -68,7 +68,8 @@ pub enum StoreError {
 ///
 /// Readers call [`load`](KeyStore::load). Writers call [`lock`](KeyStore::lock)
 /// with every purpose they will change, which serialises them across
-/// processes (a lock file, or advisory locks in a database transaction),
+/// processes (the file store: one lock file; a database store would take
+/// its own locks, none exists yet),
 /// reads those keyrings under the lock, and [`commit`](KeyringTxn::commit)s
 /// the new ones, each atomically. Checks made between the two hold for what is
 /// committed. Dropping the transaction without committing changes nothing.

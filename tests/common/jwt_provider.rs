@@ -17,7 +17,9 @@ use signet::keys::{Algorithm, KeyFamily, Pkcs8, PublicMembers, SigningKey, verif
 
 /// jsonwebtoken's name for a signet algorithm.
 pub fn to_jwt(alg: Algorithm) -> jsonwebtoken::Algorithm {
-    alg.as_str().parse().unwrap_or(jsonwebtoken::Algorithm::HS256)
+    alg.as_str()
+        .parse()
+        .unwrap_or(jsonwebtoken::Algorithm::HS256)
 }
 
 /// signet's algorithm for a jsonwebtoken one, if signet supports it.
