@@ -15,13 +15,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use serde::{Deserialize, Serialize};
-
+use super::document::{decode, encode};
 use super::small_file::{SmallFileError, read_small};
-use super::{KeyStore, KeyringTxn, StoreError, check_keyring};
+use super::{KeyStore, KeyringTxn, StoreError};
 use crate::keys::Keyring;
 
-const FORMAT: u32 = 1;
 const LOCK_FILE: &str = ".lock";
 /// A keyring is a few kilobytes (tens with RSA-4096 keys); anything larger
 /// is not one of signet's.
@@ -60,13 +58,6 @@ impl CrashPoint {
         CrashPoint::Written,
         CrashPoint::Renamed,
     ];
-}
-
-#[derive(Serialize, Deserialize)]
-struct OnDisk {
-    format: u32,
-    #[serde(flatten)]
-    keyring: Keyring,
 }
 
 pub(super) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
@@ -265,26 +256,7 @@ impl FileStore {
                 });
             }
         };
-        let disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| {
-            let what = if e.is_eof() {
-                "is truncated"
-            } else {
-                "is not a valid keyring"
-            };
-            corrupt(format!(
-                "{what} (line {}, column {}: {e})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        if disk.format != FORMAT {
-            return Err(corrupt(format!(
-                "has format {}, this signet reads format {FORMAT}",
-                disk.format
-            )));
-        }
-        check_keyring(&disk.keyring, purpose).map_err(corrupt)?;
-        Ok(Some(disk.keyring))
+        decode(&bytes, &path.display().to_string(), purpose).map(Some)
     }
 
     fn write(&self, keyring: &Keyring) -> Result<(), StoreError> {
@@ -304,14 +276,7 @@ impl FileStore {
             keyring.purpose,
             std::process::id()
         ));
-        let body = serde_json::to_vec_pretty(&OnDisk {
-            format: FORMAT,
-            keyring: keyring.clone(),
-        })
-        .map_err(|e| StoreError::Corrupt {
-            location: path.display().to_string(),
-            reason: format!("cannot be encoded: {e}"),
-        })?;
+        let body = encode(keyring, &path.display().to_string())?;
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -4,6 +4,7 @@
 //! A store only moves keyrings; private keys arrive already sealed
 //! ([`seal`]), so no store ever sees plaintext key material.
 
+mod document;
 mod file;
 pub mod seal;
 pub(crate) mod small_file;
