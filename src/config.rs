@@ -81,15 +81,33 @@ pub struct JwksConfig {
 }
 
 /// Where keyrings live.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct StoreConfig {
-    /// `file` (the only kind so far).
+    /// `file` or `postgres`.
     pub kind: String,
     /// The keys directory of the file store.
     pub path: PathBuf,
     /// How often a server looks for changes made by other processes.
     #[serde(with = "human")]
     pub poll_interval: Duration,
+    /// `SIGNET_DATABASE_URL`, for `postgres`: a secret, never serialised,
+    /// logged or shown.
+    #[serde(skip)]
+    pub database_url: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("poll_interval", &self.poll_interval)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// One purpose's keys and tokens.
@@ -191,6 +209,12 @@ impl Config {
         let server = layers.server(file.server)?;
         let jwks = layers.jwks(file.jwks)?;
         let store = layers.store(file.store)?;
+        if store.database_url.is_some() && issuer_is_default {
+            return Err(invalid(
+                "issuer",
+                "replicas on one database must name the same issuer, and the default follows each replica's own address: set issuer (or SIGNET_ISSUER) to the URL clients reach, e.g. \"https://auth.example.com\"",
+            ));
+        }
         let purposes = file::purposes(file.purposes)?;
         if purposes.is_empty() {
             return Err(invalid(

@@ -34,9 +34,16 @@ pub async fn run(state: Scheduled, mut stop: watch::Receiver<bool>) {
     };
     let mut every = tokio::time::interval(state.service.config().store.poll_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Another process's commit, as the store reports it: refresh at once.
+    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let hint = changed.clone();
+    state
+        .service
+        .watch(Box::new(move |_purpose: &str| hint.notify_one()));
     loop {
         tokio::select! {
             _ = every.tick() => check(&state).await,
+            _ = changed.notified() => refresh(&state).await,
             _ = stop.changed() => break,
         }
     }

@@ -9,6 +9,8 @@ mod common;
 mod connections;
 mod failure;
 mod interop;
+mod pg_store;
+mod replicas;
 mod rfc;
 mod server;
 mod service;

@@ -19,7 +19,7 @@ use crate::http::auth::ADMIN_TOKEN_FILE;
 use crate::keys::token::VerifyError;
 use crate::service::{KeyService, ServiceError, SignError};
 use crate::storage::seal::{MASTER_KEY_FILE, MasterKeys, MasterSource};
-use crate::storage::{FileStore, KeyStore, StoreError};
+use crate::storage::{FileStore, KeyStore, PostgresStore, StoreError};
 
 /// signet: rotating asymmetric JWT signing keys, published as a JWKS.
 #[derive(Parser, Debug)]
@@ -181,7 +181,9 @@ impl CliError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Invalid(VerifyError::JwksUnavailable(_)) | CliError::Unavailable(_) => 3,
+            CliError::Invalid(VerifyError::JwksUnavailable(_))
+            | CliError::Unavailable(_)
+            | CliError::Store(StoreError::Database { .. }) => 3,
             CliError::Refused(_) | CliError::Invalid(_) => 1,
             CliError::Usage(_) | CliError::Config(_) | CliError::Store(_) => 2,
         }
@@ -271,6 +273,9 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
                 format!("{}", config.store.path.join(ADMIN_TOKEN_FILE).display())
             };
             println!("\n# secrets\n# master keys: {master}\n# admin tokens: {admin}");
+            if config.store.database_url.is_some() {
+                println!("# database: SIGNET_DATABASE_URL (set, redacted)");
+            }
             Ok(())
         }
         Command::Keys(KeysCommand::List { json }) => {
@@ -316,6 +321,10 @@ pub fn open_read_only(
     env: &dyn Fn(&str) -> Option<String>,
     clock: Arc<dyn Clock>,
 ) -> Result<Option<KeyService>, CliError> {
+    if config.store.database_url.is_some() {
+        // Connecting writes nothing but the schema, created once per database.
+        return open(config, env, clock).map(Some);
+    }
     let Some(store) = FileStore::open_read_only(&config.store.path)? else {
         return Ok(None);
     };
@@ -336,14 +345,41 @@ pub fn open(
     env: &dyn Fn(&str) -> Option<String>,
     clock: Arc<dyn Clock>,
 ) -> Result<KeyService, CliError> {
-    let store = FileStore::open(&config.store.path)?;
-    let (master, source) = MasterKeys::load(env("SIGNET_MASTER_KEYS").as_deref(), store.dir())?;
-    if let MasterSource::Created(path) = &source {
-        tracing::warn!(
-            path = %path.display(),
-            "no SIGNET_MASTER_KEYS: created a development master key; set SIGNET_MASTER_KEYS in production"
-        );
-    }
-    let store: Arc<dyn KeyStore> = Arc::new(store);
+    let master_env = env("SIGNET_MASTER_KEYS");
+    let (store, master): (Arc<dyn KeyStore>, MasterKeys) = match &config.store.database_url {
+        Some(url) => {
+            // Replicas share the database, not a directory: no development key.
+            let text = master_env.ok_or_else(|| {
+                CliError::Usage(
+                    "the postgres store needs SIGNET_MASTER_KEYS (every replica the same list; no development key is created)".into(),
+                )
+            })?;
+            let store = PostgresStore::connect(url, &replica_id()).map_err(|e| {
+                CliError::Unavailable(format!(
+                    "{e}: check SIGNET_DATABASE_URL and that the database is up"
+                ))
+            })?;
+            (Arc::new(store), MasterKeys::parse(&text)?)
+        }
+        None => {
+            let store = FileStore::open(&config.store.path)?;
+            let (master, source) = MasterKeys::load(master_env.as_deref(), store.dir())?;
+            if let MasterSource::Created(path) = &source {
+                tracing::warn!(
+                    path = %path.display(),
+                    "no SIGNET_MASTER_KEYS: created a development master key; set SIGNET_MASTER_KEYS in production"
+                );
+            }
+            (Arc::new(store), master)
+        }
+    };
     Ok(KeyService::open(Arc::new(config), store, master, clock)?)
+}
+
+/// This process's name in the database's `updated_by`: host and pid.
+fn replica_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "signet".into());
+    format!("{host}/{}", std::process::id())
 }

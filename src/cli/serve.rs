@@ -41,6 +41,11 @@ pub(super) fn run(
         tracing::error!(error = %e, "a keyring could not be brought up to date; /readyz names the purpose");
     }
     let config = service.config().clone();
+    if config.store.database_url.is_some() && env("SIGNET_ADMIN_TOKENS").is_none() {
+        return Err(CliError::Usage(
+            "the postgres store needs SIGNET_ADMIN_TOKENS (replicas share no directory for a development token)".into(),
+        ));
+    }
     let (tokens, source) =
         AdminTokens::load(env("SIGNET_ADMIN_TOKENS").as_deref(), &config.store.path)
             .map_err(CliError::Usage)?;

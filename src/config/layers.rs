@@ -146,18 +146,27 @@ impl Layers<'_> {
     /// Where keyrings live.
     pub(super) fn store(&self, file: FileStore) -> Result<StoreConfig, ConfigError> {
         let (kind, field) = self.pick("SIGNET_STORE_KIND", "store.kind", file.kind, "file");
-        if kind != "file" {
-            return Err(invalid(
-                field,
-                format!("{kind:?} is not available in this build; use \"file\""),
-            ));
-        }
         if file.url.is_some() || (self.env)("SIGNET_STORE_URL").is_some() {
             return Err(invalid(
                 "store.url",
-                "only the file store is available in this build; remove store.url",
+                "the database URL holds a password: never put it in the file; set SIGNET_DATABASE_URL",
             ));
         }
+        let database_url = match kind.as_str() {
+            "file" => None,
+            "postgres" => Some((self.env)("SIGNET_DATABASE_URL").ok_or_else(|| {
+                invalid(
+                    field,
+                    "\"postgres\" needs SIGNET_DATABASE_URL, e.g. postgres://signet@db.internal/signet or host=/run/postgresql dbname=signet",
+                )
+            })?),
+            other => {
+                return Err(invalid(
+                    field,
+                    format!("{other:?} is not a store; use \"file\" or \"postgres\""),
+                ));
+            }
+        };
         let (path, _) = self.pick("SIGNET_STORE_PATH", "store.path", file.path, "keys");
         let (poll, field) = self.pick(
             "SIGNET_STORE_POLL_INTERVAL",
@@ -173,6 +182,7 @@ impl Layers<'_> {
             kind,
             path: PathBuf::from(path),
             poll_interval,
+            database_url,
         })
     }
 }

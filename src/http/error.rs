@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::keys::token::VerifyError;
 use crate::service::{ServiceError, SignError};
+use crate::storage::StoreError;
 
 /// An API error.
 #[derive(Debug)]
@@ -194,6 +195,10 @@ impl From<ServiceError> for ApiError {
                 ApiError::NotFound(e.to_string())
             }
             ServiceError::KidInUnreadableKeyring { .. } => ApiError::Unavailable(e.to_string()),
+            // The database is down or refused: a dependency, not a bug.
+            ServiceError::Store(StoreError::Database { .. }) => {
+                ApiError::Unavailable(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

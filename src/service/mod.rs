@@ -142,6 +142,12 @@ impl KeyService {
         self.snapshot.load()
     }
 
+    /// Calls `on_change` whenever another process changes a keyring, if the
+    /// store can tell (PostgreSQL's NOTIFY); a hint to refresh at once.
+    pub fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {
+        self.store.watch(on_change);
+    }
+
     /// Store failures by purpose, for the metrics registry.
     pub fn store_errors(&self) -> &StoreErrors {
         &self.store_errors

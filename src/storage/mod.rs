@@ -6,6 +6,7 @@
 
 mod document;
 mod file;
+mod postgres;
 pub mod seal;
 pub(crate) mod small_file;
 
@@ -13,6 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use file::{CrashPoint, FileStore};
+pub use postgres::PostgresStore;
 
 use crate::keys::{Keyring, thumbprint};
 
@@ -60,6 +62,14 @@ pub enum StoreError {
         /// What is wrong, and what to do.
         reason: String,
     },
+    /// The database failed or refused.
+    #[error("database: cannot {action}: {reason}")]
+    Database {
+        /// What signet was doing.
+        action: &'static str,
+        /// The cause.
+        reason: String,
+    },
     /// The master key configuration is unusable.
     #[error("master key: {0}")]
     MasterKey(String),
@@ -83,6 +93,14 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
 
     /// Takes the write lock of `purposes` and reads their keyrings under it.
     fn lock(&self, purposes: &[&str]) -> Result<Box<dyn KeyringTxn + '_>, StoreError>;
+
+    /// Starts calling `on_change` with a purpose whenever another process
+    /// commits a change to it, if this store can tell (a hint that cuts
+    /// latency; polling stays the truth). Returns at once. Stores that cannot
+    /// tell do nothing.
+    fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {
+        let _ = on_change;
+    }
 }
 
 /// A write in progress on some purposes' keyrings, holding their lock.

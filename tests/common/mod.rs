@@ -9,6 +9,7 @@ use tempfile::TempDir;
 
 pub mod jwks_server;
 pub mod jwt_provider;
+pub mod pg;
 pub mod server;
 
 /// A fixed, test-only master key (32 bytes of 0x07, base64).

@@ -1,0 +1,345 @@
+//! The PostgreSQL store: one row per keyring, for replicas on several hosts.
+//!
+//! Each row holds the same document the file store writes (sealed private
+//! keys included). A write is one transaction: `pg_advisory_xact_lock` on
+//! each purpose (which also covers a keyring with no row yet), the rows read
+//! under it, then a compare-and-swap on `generation`, a row in the
+//! append-only history, a `pg_notify`, and COMMIT. A writer that dies holds
+//! nothing: the server rolls its transaction back and releases its locks.
+//! Readers never lock. The schema is created, and later migrated, at
+//! connect under a session advisory lock, so replicas starting together do
+//! not race.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
+
+use super::document::{decode, encode};
+use super::{KeyStore, KeyringTxn, StoreError};
+use crate::keys::Keyring;
+
+/// The advisory lock key that serialises schema migrations.
+const MIGRATION_LOCK: i64 = 0x7369_676e_6574; // "signet"
+/// The schema version this signet writes.
+const SCHEMA_VERSION: i32 = 1;
+/// The channel replicas LISTEN on; the payload is the purpose.
+pub(crate) const CHANNEL: &str = "signet_keyrings";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS signet_schema (version integer NOT NULL);
+CREATE TABLE IF NOT EXISTS signet_keyrings (
+    purpose    text PRIMARY KEY,
+    generation bigint NOT NULL,
+    document   bytea NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signet_keyring_history (
+    purpose      text NOT NULL,
+    generation   bigint NOT NULL,
+    document     bytea NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    committed_by text NOT NULL,
+    PRIMARY KEY (purpose, generation)
+);
+";
+
+/// Keyrings in a PostgreSQL database.
+pub struct PostgresStore {
+    config: postgres::Config,
+    client: Mutex<Client>,
+    /// Where it connects, for messages: never the password.
+    describe: String,
+    /// Written as `updated_by` and `committed_by`.
+    replica: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostgresStore({})", self.describe)
+    }
+}
+
+fn db_err(action: &'static str, e: postgres::Error) -> StoreError {
+    StoreError::Database {
+        action,
+        reason: e.to_string(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a libpq connection string or URL; a Unix socket
+    /// with `host=/path`), creates or migrates the schema, and names this
+    /// replica `replica` in what it writes.
+    pub fn connect(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
+        let config: postgres::Config =
+            url.parse()
+                .map_err(|e: postgres::Error| StoreError::Database {
+                    action: "parse SIGNET_DATABASE_URL",
+                    reason: e.to_string(),
+                })?;
+        let describe = describe(&config);
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| db_err("connect to the database", e))?;
+        migrate(&mut client)?;
+        Ok(PostgresStore {
+            config,
+            client: Mutex::new(client),
+            describe,
+            replica: replica.to_owned(),
+        })
+    }
+
+    /// The connection, opened again if the last one broke (a database
+    /// restart): replicas catch up without a restart of their own.
+    fn client(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if client.is_closed() {
+            *client = self
+                .config
+                .connect(NoTls)
+                .map_err(|e| db_err("reconnect to the database", e))?;
+            tracing::info!(store = %self.describe, "reconnected to the database");
+        }
+        Ok(client)
+    }
+
+    fn location(&self, purpose: &str) -> String {
+        format!("the {purpose} row of {}", self.describe)
+    }
+}
+
+/// host, port and database: enough to find it, nothing secret.
+fn describe(config: &postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("postgres");
+    format!("PostgreSQL store {db} at {host}:{port}")
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(|e| db_err("lock the schema", e))?;
+    let result = (|| {
+        client.batch_execute(SCHEMA)?;
+        let version: Option<i32> = client
+            .query_opt("SELECT max(version) FROM signet_schema", &[])?
+            .and_then(|row| row.get(0));
+        match version {
+            None => {
+                client.execute(
+                    "INSERT INTO signet_schema (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )?;
+                Ok(Ok(()))
+            }
+            Some(v) if v <= SCHEMA_VERSION => Ok(Ok(())),
+            Some(v) => Ok(Err(StoreError::Database {
+                action: "use the schema",
+                reason: format!(
+                    "the database holds schema version {v}, newer than this signet's {SCHEMA_VERSION}: upgrade signet"
+                ),
+            })),
+        }
+    })();
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    result.map_err(|e| db_err("create the schema", e))?
+}
+
+impl KeyStore for PostgresStore {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn load(&self, purpose: &str) -> Result<Option<Keyring>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT document FROM signet_keyrings WHERE purpose = $1",
+                &[&purpose],
+            )
+            .map_err(|e| db_err("read a keyring", e))?;
+        row.map(|r| decode(r.get::<_, &[u8]>(0), &self.location(purpose), purpose))
+            .transpose()
+    }
+
+    fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {
+        let (config, describe) = (self.config.clone(), self.describe.clone());
+        let spawned = std::thread::Builder::new()
+            .name("signet-listen".into())
+            .spawn(move || listen(config, describe, on_change));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start listening for keyring changes; polling only");
+        }
+    }
+
+    fn lock(&self, purposes: &[&str]) -> Result<Box<dyn KeyringTxn + '_>, StoreError> {
+        let mut client = self.client()?;
+        client
+            .batch_execute(
+                "BEGIN; SET LOCAL lock_timeout = '10s'; SET LOCAL idle_in_transaction_session_timeout = '60s'",
+            )
+            .map_err(|e| db_err("begin a transaction", e))?;
+        let mut txn = PgTxn {
+            store: self,
+            client,
+            current: Vec::new(),
+            done: false,
+        };
+        // A fixed order, so two writers locking several purposes cannot deadlock.
+        let mut sorted: Vec<&str> = purposes.to_vec();
+        sorted.sort_unstable();
+        for purpose in sorted {
+            txn.client
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('signet keyring ' || $1, 0))",
+                    &[&purpose],
+                )
+                .map_err(|e| db_err("lock a keyring", e))?;
+            let row = txn
+                .client
+                .query_opt(
+                    "SELECT document FROM signet_keyrings WHERE purpose = $1",
+                    &[&purpose],
+                )
+                .map_err(|e| db_err("read a keyring", e))?;
+            let ring = row
+                .map(|r| decode(r.get::<_, &[u8]>(0), &self.location(purpose), purpose))
+                .transpose()?;
+            txn.current.push((purpose.to_owned(), ring));
+        }
+        Ok(Box::new(txn))
+    }
+}
+
+/// LISTENs on a connection of its own, for ever: on a notification, calls
+/// `on_change`; on a broken connection, reconnects after a second.
+fn listen(config: postgres::Config, describe: String, on_change: Box<dyn Fn(&str) + Send + Sync>) {
+    let mut logged = false;
+    loop {
+        let attempt = config.connect(NoTls).and_then(|mut client| {
+            client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+            if logged {
+                tracing::info!(store = %describe, "listening for keyring changes again");
+                logged = false;
+            }
+            let mut notifications = client.notifications();
+            let mut iter = notifications.blocking_iter();
+            while let Some(n) = iter.next()? {
+                on_change(n.payload());
+            }
+            Ok(())
+        });
+        if let Err(e) = attempt
+            && !logged
+        {
+            tracing::warn!(store = %describe, error = %e, "not listening for keyring changes; polling only until the database answers");
+            logged = true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+struct PgTxn<'a> {
+    store: &'a PostgresStore,
+    client: MutexGuard<'a, Client>,
+    current: Vec<(String, Option<Keyring>)>,
+    done: bool,
+}
+
+impl Drop for PgTxn<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Also on an error inside commit: nothing half-written remains.
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+impl KeyringTxn for PgTxn<'_> {
+    fn current(&self, purpose: &str) -> Option<&Keyring> {
+        self.current
+            .iter()
+            .find(|(p, _)| p == purpose)
+            .and_then(|(_, k)| k.as_ref())
+    }
+
+    fn commit(mut self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError> {
+        let mut generations = Vec::with_capacity(keyrings.len());
+        for keyring in keyrings {
+            let purpose = keyring.purpose.clone();
+            let location = self.store.location(&purpose);
+            let Some((_, current)) = self.current.iter().find(|(p, _)| *p == purpose) else {
+                return Err(StoreError::Corrupt {
+                    location,
+                    reason: "was not locked by this write (a bug in signet)".into(),
+                });
+            };
+            let previous = current.as_ref().map_or(0, |k| k.generation);
+            if keyring.generation != previous + 1 {
+                return Err(StoreError::Corrupt {
+                    location,
+                    reason: format!(
+                        "would be written at generation {} instead of {} (a bug in signet)",
+                        keyring.generation,
+                        previous + 1
+                    ),
+                });
+            }
+            let document = encode(&keyring, &location)?;
+            let (generation, previous) = (to_i64(keyring.generation), to_i64(previous));
+            let replica = self.store.replica.clone();
+            // Compare-and-swap: zero rows means another writer got there first.
+            let written = if previous == 0 {
+                self.client.execute(
+                    "INSERT INTO signet_keyrings (purpose, generation, document, updated_by) VALUES ($1, $2, $3, $4) ON CONFLICT (purpose) DO NOTHING",
+                    &[&purpose, &generation, &document, &replica],
+                )
+            } else {
+                self.client.execute(
+                    "UPDATE signet_keyrings SET generation = $2, document = $3, updated_at = now(), updated_by = $4 WHERE purpose = $1 AND generation = $5",
+                    &[&purpose, &generation, &document, &replica, &previous],
+                )
+            }
+            .map_err(|e| db_err("write a keyring", e))?;
+            if written != 1 {
+                return Err(StoreError::Database {
+                    action: "write a keyring",
+                    reason: format!(
+                        "the {purpose} keyring changed under the lock (generation {previous} expected): nothing was written; retry"
+                    ),
+                });
+            }
+            self.client
+                .execute(
+                    "INSERT INTO signet_keyring_history (purpose, generation, document, committed_by) VALUES ($1, $2, $3, $4)",
+                    &[&purpose, &generation, &document, &replica],
+                )
+                .map_err(|e| db_err("record the keyring's history", e))?;
+            self.client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &purpose])
+                .map_err(|e| db_err("notify the replicas", e))?;
+            generations.push(keyring.generation);
+        }
+        self.client
+            .batch_execute("COMMIT")
+            .map_err(|e| db_err("commit", e))?;
+        self.done = true;
+        Ok(generations)
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

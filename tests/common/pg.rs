@@ -1,0 +1,132 @@
+//! A throwaway PostgreSQL for the test run: `initdb` into a temporary
+//! directory as the `postgres` OS user (the server refuses root), listening
+//! on a Unix socket only. A watchdog stops it and removes the directory when
+//! the test process exits. Each test gets its own database.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The running cluster: its socket directory and port.
+pub struct Cluster {
+    pub socket_dir: PathBuf,
+    pub port: u16,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs `cmd` as the `postgres` OS user when this process is root.
+fn as_postgres(cmd: &str) -> Command {
+    let mut c = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "sh", "-c", cmd]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", cmd]);
+        c
+    };
+    c.env_remove("PGDATA");
+    c
+}
+
+fn start() -> Result<Cluster, String> {
+    if Command::new("initdb").arg("--version").output().is_err() {
+        return Err("PostgreSQL is not installed (initdb not on PATH): `apt-get install postgresql`, or run .ci/run".into());
+    }
+    let base = PathBuf::from(format!("/tmp/signet-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+    if is_root() {
+        let ok = Command::new("chown")
+            .args(["postgres:postgres", &base.display().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err("cannot give the temporary directory to the postgres user".into());
+        }
+    }
+    let data = base.join("data");
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let init = as_postgres(&format!(
+        "initdb -D {} -U postgres --auth=trust --no-sync >{}/initdb.log 2>&1",
+        data.display(),
+        base.display()
+    ))
+    .status()
+    .map_err(|e| e.to_string())?;
+    if !init.success() {
+        let log = std::fs::read_to_string(base.join("initdb.log")).unwrap_or_default();
+        return Err(format!("initdb failed: {log}"));
+    }
+    // `pg_ctl -w` returns once the server accepts connections.
+    let started = as_postgres(&format!(
+        "pg_ctl -D {data} -l {base}/server.log -w -o \"-k {base} -p {port} -c listen_addresses='' -c fsync=off\" start >/dev/null",
+        data = data.display(),
+        base = base.display(),
+    ))
+    .status()
+    .map_err(|e| e.to_string())?;
+    if !started.success() {
+        let log = std::fs::read_to_string(base.join("server.log")).unwrap_or_default();
+        return Err(format!("PostgreSQL did not start: {log}"));
+    }
+    // A watchdog stops it and removes its files once this process is gone.
+    let me = std::process::id();
+    as_postgres(&format!(
+        "while [ -d /proc/{me} ]; do sleep 1; done; pg_ctl -D {data} -m immediate stop; rm -rf {base}",
+        data = data.display(),
+        base = base.display(),
+    ))
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .map_err(|e| e.to_string())?;
+    Ok(Cluster {
+        socket_dir: base,
+        port,
+    })
+}
+
+impl Cluster {
+    /// A connection string for `db` over the Unix socket.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+}
+
+/// The cluster (started on first use), and a fresh database in it; `None`
+/// outside CI when PostgreSQL is not installed (the caller says it skipped).
+/// Under CI (`CI=true`) a missing or broken PostgreSQL fails the test.
+pub fn database() -> Option<String> {
+    let cluster = match CLUSTER.get_or_init(start) {
+        Ok(c) => c,
+        Err(e) => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(!ci, "{e}");
+            eprintln!("SKIPPED (PostgreSQL tests): {e}");
+            return None;
+        }
+    };
+    let db = format!("t{}", NEXT_DB.fetch_add(1, Ordering::SeqCst));
+    let mut admin = postgres::Client::connect(&cluster.url("postgres"), postgres::NoTls)
+        .expect("connect to the test cluster");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .expect("create a test database");
+    Some(cluster.url(&db))
+}

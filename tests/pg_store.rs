@@ -1,0 +1,231 @@
+//! The store contract, run against the file store and a real PostgreSQL, and
+//! replicas on one database racing across rotation boundaries.
+
+use std::sync::Arc;
+
+use signet::clock::{ManualClock, UnixTime};
+use signet::keys::{Algorithm, KeyRecord, Keyring, SigningKey, generate};
+use signet::service::KeyService;
+use signet::storage::{FileStore, KeyStore, PostgresStore};
+
+use crate::common::{Home, pg};
+use crate::service::{T0, service};
+
+fn record(now: UnixTime) -> KeyRecord {
+    let key = SigningKey::from_pkcs8(Algorithm::EdDSA, &generate(Algorithm::EdDSA, 2048).unwrap())
+        .unwrap();
+    KeyRecord {
+        kid: key.kid().to_owned(),
+        alg: Algorithm::EdDSA,
+        jwk: key.public_jwk().clone(),
+        published_at: now,
+        activates_at: now,
+        retires_at: None,
+        expires_at: None,
+        revoked_at: None,
+        private: None,
+    }
+}
+
+fn ring(purpose: &str, generation: u64, keys: Vec<KeyRecord>) -> Keyring {
+    Keyring {
+        purpose: purpose.to_owned(),
+        generation,
+        id: "contract".to_owned(),
+        keys,
+        mac: Vec::new(),
+    }
+}
+
+/// What every store does, whatever it is built on.
+fn contract(store: &dyn KeyStore) {
+    assert!(store.load("access_token").unwrap().is_none());
+    // The first write, at generation 1.
+    let first = ring("access_token", 1, vec![record(T0)]);
+    let txn = store.lock(&["access_token"]).unwrap();
+    assert!(txn.current("access_token").is_none());
+    txn.commit(vec![first.clone()]).unwrap();
+    assert_eq!(store.load("access_token").unwrap().as_ref(), Some(&first));
+    // A transaction dropped without commit changes nothing.
+    let txn = store.lock(&["access_token"]).unwrap();
+    assert_eq!(txn.current("access_token"), Some(&first));
+    drop(txn);
+    assert_eq!(store.load("access_token").unwrap().as_ref(), Some(&first));
+    // A generation that is not the next one is refused, and nothing written.
+    let txn = store.lock(&["access_token"]).unwrap();
+    let err = txn
+        .commit(vec![ring("access_token", 5, vec![])])
+        .unwrap_err();
+    assert!(err.to_string().contains("instead of 2"), "{err}");
+    assert_eq!(store.load("access_token").unwrap().as_ref(), Some(&first));
+    // A purpose that was not locked is refused.
+    let txn = store.lock(&["access_token"]).unwrap();
+    assert!(txn.commit(vec![ring("magic_link", 1, vec![])]).is_err());
+    assert!(store.load("magic_link").unwrap().is_none());
+    // Several purposes under one lock.
+    let txn = store.lock(&["magic_link", "access_token"]).unwrap();
+    let second = ring("access_token", 2, vec![record(T0), record(T0)]);
+    let magic = ring("magic_link", 1, vec![record(T0)]);
+    let generations = txn.commit(vec![second.clone(), magic.clone()]).unwrap();
+    assert_eq!(generations, [2, 1]);
+    assert_eq!(store.load("access_token").unwrap(), Some(second));
+    assert_eq!(store.load("magic_link").unwrap(), Some(magic));
+    // An empty keyring is a keyring too.
+    let txn = store.lock(&["refresh_token"]).unwrap();
+    txn.commit(vec![ring("refresh_token", 1, vec![])]).unwrap();
+    assert!(store.load("refresh_token").unwrap().is_some());
+}
+
+#[test]
+fn the_file_store_keeps_the_store_contract() {
+    let home = Home::new("");
+    contract(&FileStore::open(home.keys()).unwrap());
+}
+
+#[test]
+fn the_postgres_store_keeps_the_store_contract() {
+    let Some(url) = pg::database() else { return };
+    let store = PostgresStore::connect(&url, "contract").unwrap();
+    contract(&store);
+    // Every committed generation is in the history, by this replica.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows = db
+        .query(
+            "SELECT purpose, generation, committed_by FROM signet_keyring_history ORDER BY purpose, generation",
+            &[],
+        )
+        .unwrap();
+    let history: Vec<(String, i64, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("access_token".to_owned(), 1, "contract".to_owned()),
+            ("access_token".to_owned(), 2, "contract".to_owned()),
+            ("magic_link".to_owned(), 1, "contract".to_owned()),
+            ("refresh_token".to_owned(), 1, "contract".to_owned()),
+        ]
+    );
+    // A document altered in the database is refused like a corrupt file.
+    db.execute(
+        "UPDATE signet_keyrings SET document = $1 WHERE purpose = 'magic_link'",
+        &[&b"{ not a keyring".as_slice()],
+    )
+    .unwrap();
+    let err = store.load("magic_link").unwrap_err();
+    assert!(err.to_string().contains("the magic_link row"), "{err}");
+}
+
+#[test]
+fn a_second_writer_waits_for_the_lock_and_sees_the_first_ones_write() {
+    let Some(url) = pg::database() else { return };
+    let a = PostgresStore::connect(&url, "a").unwrap();
+    let b = Arc::new(PostgresStore::connect(&url, "b").unwrap());
+    let txn = a.lock(&["access_token"]).unwrap();
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || {
+            let txn = b.lock(&["access_token"]).unwrap();
+            let seen = txn.current("access_token").map(|k| k.generation);
+            let next = seen.unwrap_or(0) + 1;
+            txn.commit(vec![ring("access_token", next, vec![])])
+                .unwrap();
+            seen
+        })
+    };
+    // Wait until the database shows b waiting for the advisory lock.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    loop {
+        let waiting: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    txn.commit(vec![ring("access_token", 1, vec![])]).unwrap();
+    assert_eq!(
+        waiter.join().unwrap(),
+        Some(1),
+        "b read under the lock, after a's commit"
+    );
+    assert_eq!(b.load("access_token").unwrap().unwrap().generation, 2);
+}
+
+#[test]
+fn replicas_racing_across_boundaries_rotate_exactly_once_per_boundary() {
+    let Some(url) = pg::database() else { return };
+    let home = Home::new(
+        "poll_interval = \"5s\"\n[jwks]\nmax_age = \"5s\"\n[purposes.access_token]\nalgorithms = [\"EdDSA\", \"ES256\"]\ntoken_ttl = \"10s\"\nrotate = \"0 * * * * *\"\n[purposes.refresh_token]\nenabled = false\n[purposes.magic_link]\nenabled = false\n[purposes.reset_password_link]\nenabled = false\n",
+    );
+    let clock = ManualClock::new(T0);
+    let replicas: Vec<Arc<KeyService>> = (0..3)
+        .map(|i| {
+            let store = PostgresStore::connect(&url, &format!("replica-{i}")).unwrap();
+            Arc::new(service(&home, Arc::new(store), &clock))
+        })
+        .collect();
+    const BOUNDARIES: u64 = 5;
+    for step in 0..=BOUNDARIES {
+        // Each boundary is crossed by every replica at once, twice over.
+        clock.set(UnixTime(T0.0 + 60 * step + 30));
+        let threads: Vec<_> = replicas
+            .iter()
+            .flat_map(|r| [r.clone(), r.clone()])
+            .map(|r| std::thread::spawn(move || r.tick().unwrap()))
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let generations: Vec<i64> = db
+        .query(
+            "SELECT generation FROM signet_keyring_history WHERE purpose = 'access_token' ORDER BY generation",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<i64> = (1..=generations.len() as i64).collect();
+    assert_eq!(generations, expected, "generations without gaps");
+    // Every key ever created, across the whole history.
+    let mut kids = std::collections::BTreeMap::<String, Algorithm>::new();
+    for row in db
+        .query(
+            "SELECT document FROM signet_keyring_history WHERE purpose = 'access_token'",
+            &[],
+        )
+        .unwrap()
+    {
+        let doc: serde_json::Value = serde_json::from_slice(row.get::<_, &[u8]>(0)).unwrap();
+        for key in doc["keys"].as_array().unwrap() {
+            let alg = key["alg"].as_str().unwrap().parse().unwrap();
+            kids.insert(key["kid"].as_str().unwrap().to_owned(), alg);
+        }
+    }
+    for alg in [Algorithm::EdDSA, Algorithm::ES256] {
+        let made = kids.values().filter(|a| **a == alg).count() as u64;
+        assert_eq!(
+            made,
+            2 + BOUNDARIES,
+            "{alg}: a key and its successor at bootstrap, then one successor per boundary"
+        );
+    }
+    // Every replica publishes the same bytes.
+    for r in &replicas {
+        r.refresh();
+    }
+    let first = replicas[0].snapshot().jwks.body.clone();
+    for r in &replicas[1..] {
+        assert_eq!(r.snapshot().jwks.body, first);
+    }
+}

@@ -1,0 +1,122 @@
+//! Three `signet serve` processes on one PostgreSQL database.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::server::{ADMIN, SIGNER, ServeProcess, TOKENS, client};
+use crate::common::{Home, pg};
+use crate::server::kids;
+
+const CONFIG: &str = "[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n";
+
+#[test]
+fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
+    let Some(url) = pg::database() else { return };
+    // Each replica has its own directory: they share the database only.
+    let homes: Vec<Home> = (0..3).map(|_| Home::new(CONFIG)).collect();
+    let env = [
+        ("SIGNET_STORE_KIND", "postgres"),
+        ("SIGNET_DATABASE_URL", url.as_str()),
+        ("SIGNET_ADMIN_TOKENS", TOKENS),
+        // Every replica names the same issuer (required with a shared store).
+        ("SIGNET_ISSUER", "https://auth.example.test"),
+        // Polling every 30 s: what reaches the others within the test comes
+        // through NOTIFY.
+        ("SIGNET_STORE_POLL_INTERVAL", "30s"),
+    ];
+    let replicas: Vec<ServeProcess> = homes.iter().map(|h| ServeProcess::start(h, &env)).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = client();
+        let admin = |i: usize, path: &str| format!("http://{}{path}", replicas[i].admin);
+        let jwks = |i: usize| {
+            let http = http.clone();
+            let url = format!(
+                "http://{}/.well-known/jwks/access_token.json",
+                replicas[i].public
+            );
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        // Started together, they bootstrapped one keyring: the same JWKS.
+        let first = jwks(0).await;
+        assert_eq!(kids(&first).len(), 2);
+        for i in 1..3 {
+            assert_eq!(kids(&jwks(i).await), kids(&first));
+        }
+        // A token signed by any replica verifies at every other.
+        for signer in 0..3 {
+            let signed: Value = http
+                .post(admin(signer, "/v1/tokens"))
+                .bearer_auth(SIGNER)
+                .json(&json!({"purpose": "access_token", "claims": {"sub": "u"}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for verifier in 0..3 {
+                let r = http
+                    .post(admin(verifier, "/v1/verify"))
+                    .bearer_auth(SIGNER)
+                    .json(&json!({"purpose": "access_token", "token": signed["token"]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    r.status(),
+                    200,
+                    "signed at {signer}, verified at {verifier}"
+                );
+            }
+        }
+        // A revocation at one replica leaves every JWKS within a second.
+        let active: Value = http
+            .post(admin(0, "/v1/tokens"))
+            .bearer_auth(SIGNER)
+            .json(&json!({"purpose": "access_token"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kid = active["kid"].as_str().unwrap().to_owned();
+        let started = tokio::time::Instant::now();
+        let r = http
+            .post(admin(1, &format!("/v1/keys/{kid}/revoke")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        for i in 0..3 {
+            let gone = tokio::time::timeout(Duration::from_secs(1), async {
+                while kids(&jwks(i).await).contains(&kid) {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
+            assert!(
+                gone.is_ok(),
+                "replica {i} still publishes the revoked key after 1 s"
+            );
+        }
+        eprintln!(
+            "replicas: a revocation reached all three JWKS in {} ms",
+            started.elapsed().as_millis()
+        );
+    });
+    for r in replicas {
+        r.stop();
+    }
+}
