@@ -229,3 +229,66 @@ fn replicas_racing_across_boundaries_rotate_exactly_once_per_boundary() {
         assert_eq!(r.snapshot().jwks.body, first);
     }
 }
+
+/// Cuts every other connection to the database of `url`.
+fn cut_connections(url: &str) {
+    let mut db = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_cut_database_connection_degrades_the_replica_and_it_recovers_alone() {
+    use signet::service::{ProblemKind, ServiceError, SignRequest};
+    use signet::storage::StoreError;
+    let Some(url) = pg::database() else { return };
+    let home = Home::new("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n");
+    let clock = ManualClock::new(T0);
+    let svc = service(
+        &home,
+        Arc::new(PostgresStore::connect(&url, "r").unwrap()),
+        &clock,
+    );
+    svc.tick().unwrap();
+    let sign = || {
+        svc.sign(SignRequest {
+            purpose: "access_token".into(),
+            ..Default::default()
+        })
+    };
+    let kid = sign().unwrap().kid;
+
+    // Reads fail: the replica serves what it holds, degraded but ready.
+    cut_connections(&url);
+    svc.refresh();
+    let problems = svc.problems();
+    assert!(!problems.is_empty());
+    for p in &problems {
+        assert_eq!(p.kind, ProblemKind::Store);
+        assert!(
+            !p.blocking,
+            "{p:?}: a database outage must not take replicas out"
+        );
+        assert!(p.detail.contains("database"), "{p:?}");
+    }
+    assert_eq!(
+        sign().unwrap().kid,
+        kid,
+        "signing goes on from the snapshot"
+    );
+
+    // Writes fail with the cause (the HTTP API answers 503).
+    cut_connections(&url);
+    match svc.rotate(Some("access_token"), true) {
+        Err(ServiceError::Store(StoreError::Database { .. })) => {}
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    // The connection is opened again: no restart needed.
+    svc.refresh();
+    assert!(svc.problems().is_empty(), "{:?}", svc.problems());
+    svc.rotate(Some("access_token"), true).unwrap();
+    assert_ne!(sign().unwrap().kid, kid);
+}

@@ -120,10 +120,16 @@ async fn ready(State(state): State<AppState>) -> Response {
     let problems = state.service.problems();
     let (status, body) = if problems.is_empty() {
         (StatusCode::OK, json!({ "status": "ready" }))
-    } else {
+    } else if problems.iter().any(|p| p.blocking) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({ "status": "unavailable", "problems": problems }),
+        )
+    } else {
+        // Serving from what it holds (the store is unreachable): still ready.
+        (
+            StatusCode::OK,
+            json!({ "status": "degraded", "problems": problems }),
         )
     };
     (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()

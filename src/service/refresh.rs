@@ -10,6 +10,7 @@ use super::snapshot::{PurposeKeys, Snapshot, StoreFault};
 use crate::clock::UnixTime;
 use crate::config::PurposeConfig;
 use crate::keys::Keyring;
+use crate::storage::StoreError;
 
 /// Why a purpose cannot sign as the store says it should.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +20,9 @@ pub struct Problem {
     /// What kind of problem.
     #[serde(skip)]
     pub kind: ProblemKind,
+    /// Whether it makes signet unready (`/readyz` 503) or only degraded.
+    #[serde(skip)]
+    pub blocking: bool,
     /// A short reason, safe for unauthenticated clients.
     pub reason: String,
     /// The full cause and its fix (log and CLI only).
@@ -83,15 +87,24 @@ impl KeyService {
         previous: Option<&PurposeKeys>,
         now: UnixTime,
     ) -> Result<Option<PurposeKeys>, StoreFault> {
-        let loaded = self.store.load(purpose).map_err(|e| StoreFault {
-            summary: "the keyring cannot be read",
-            detail: e.to_string(),
+        let loaded = self.store.load(purpose).map_err(|e| match e {
+            StoreError::Database { .. } => StoreFault {
+                summary: "the store is unreachable; serving the keys held",
+                detail: e.to_string(),
+                blocks_readiness: false,
+            },
+            _ => StoreFault {
+                summary: "the keyring cannot be read",
+                detail: e.to_string(),
+                blocks_readiness: true,
+            },
         })?;
         let ring = match loaded {
             Some(ring) => {
                 self.master.check(&ring).map_err(|e| StoreFault {
                     summary: "the keyring fails authentication",
                     detail: e.to_string(),
+                    blocks_readiness: true,
                 })?;
                 ring
             }
@@ -102,6 +115,7 @@ impl KeyService {
             // again): it replaces the one served whatever its generation.
             if ring.id == prev.keyring.id && ring.generation < prev.keyring.generation {
                 return Err(StoreFault {
+                    blocks_readiness: true,
                     summary: "the store's keyring is older than the one served",
                     detail: format!(
                         "the {purpose} keyring in the {} is at generation {}, older than generation {} served here (restored from a backup?): signet keeps serving the newer one; restart it to serve the restored keyring",
@@ -178,6 +192,7 @@ impl KeyService {
             let problem = |kind, reason: String, detail: String| Problem {
                 purpose: purpose.clone(),
                 kind,
+                blocking: true,
                 reason,
                 detail,
             };
@@ -190,11 +205,14 @@ impl KeyService {
                 continue;
             };
             if let Some(fault) = &view.fault {
-                out.push(problem(
-                    ProblemKind::Store,
-                    fault.summary.into(),
-                    fault.detail.clone(),
-                ));
+                out.push(Problem {
+                    blocking: fault.blocks_readiness,
+                    ..problem(
+                        ProblemKind::Store,
+                        fault.summary.into(),
+                        fault.detail.clone(),
+                    )
+                });
             }
             for &alg in &config.algorithms {
                 match view.keyring.signing_key(alg, now) {

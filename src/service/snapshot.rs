@@ -78,6 +78,11 @@ pub struct StoreFault {
     pub summary: &'static str,
     /// The full cause and its fix, for the log and the operator's CLI.
     pub detail: String,
+    /// Whether the purpose is unfit to serve. A database that cannot be
+    /// reached is not: every replica keeps serving and signing from what it
+    /// holds, and taking them all out of a load balancer at once would turn
+    /// a store outage into a full one.
+    pub blocks_readiness: bool,
 }
 
 /// One purpose's keys, as of one load of its keyring.
