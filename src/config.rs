@@ -90,6 +90,10 @@ pub struct StoreConfig {
     /// How often a server looks for changes made by other processes.
     #[serde(with = "human")]
     pub poll_interval: Duration,
+    /// How far replicas' clocks may differ (`postgres` only; one host's
+    /// processes share a clock): added to the lead and the retention.
+    #[serde(with = "human")]
+    pub clock_skew: Duration,
     /// `SIGNET_DATABASE_URL`, for `postgres`: a secret, never serialised,
     /// logged or shown.
     #[serde(skip)]
@@ -256,7 +260,7 @@ impl Config {
                 return Err(invalid(
                     "jwks.max_age",
                     format!(
-                        "{} plus store.poll_interval ({}) is longer than the rotation period of {name} ({}): a new key could not be published that long before it signs (rule 2). Shorten jwks.max_age or store.poll_interval, or rotate {name} less often",
+                        "{} plus store.poll_interval ({}) and, for a shared store, store.clock_skew is longer than the rotation period of {name} ({}): a new key could not be published that long before it signs (rule 2). Shorten jwks.max_age or store.poll_interval, or rotate {name} less often",
                         show(self.jwks.max_age),
                         show(self.store.poll_interval),
                         show(period)
@@ -307,6 +311,11 @@ impl Config {
             leeway: self.leeway,
             max_age: self.jwks.max_age,
             poll_interval: self.store.poll_interval,
+            clock_skew: if self.store.database_url.is_some() {
+                self.store.clock_skew
+            } else {
+                Duration::ZERO
+            },
             schedule: p.rotate.clone(),
         })
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use signet::clock::{ManualClock, UnixTime};
+use signet::clock::{Clock, ManualClock, SystemClock, UnixTime};
 use signet::keys::{Algorithm, KeyRecord, Keyring, SigningKey, generate};
 use signet::service::KeyService;
 use signet::storage::{FileStore, KeyStore, PostgresStore};
@@ -230,23 +230,33 @@ fn replicas_racing_across_boundaries_rotate_exactly_once_per_boundary() {
     }
 }
 
-/// Cuts every other connection to the database of `url`.
-fn cut_connections(url: &str) {
-    let mut db = postgres::Client::connect(url, postgres::NoTls).unwrap();
-    db.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        &[],
-    )
-    .unwrap();
+/// Takes the database of `url` away (`up = false`: no new connections, and
+/// every open one cut), or gives it back.
+fn database_up(url: &str, up: bool) {
+    let db = url.rsplit("dbname=").next().unwrap().to_owned();
+    let admin_url = url.replace(&format!("dbname={db}"), "dbname=postgres");
+    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS {up}"))
+        .unwrap();
+    if !up {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&db],
+            )
+            .unwrap();
+    }
 }
 
 #[test]
-fn a_cut_database_connection_degrades_the_replica_and_it_recovers_alone() {
+fn a_database_outage_degrades_the_replica_and_it_recovers_alone() {
     use signet::service::{ProblemKind, ServiceError, SignRequest};
     use signet::storage::StoreError;
     let Some(url) = pg::database() else { return };
     let home = Home::new("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n");
-    let clock = ManualClock::new(T0);
+    // On time with the database, so only the outage shows.
+    let clock = ManualClock::new(SystemClock.now());
     let svc = service(
         &home,
         Arc::new(PostgresStore::connect(&url, "r").unwrap()),
@@ -261,8 +271,8 @@ fn a_cut_database_connection_degrades_the_replica_and_it_recovers_alone() {
     };
     let kid = sign().unwrap().kid;
 
-    // Reads fail: the replica serves what it holds, degraded but ready.
-    cut_connections(&url);
+    // The database goes away: the replica serves what it holds, degraded but ready.
+    database_up(&url, false);
     svc.refresh();
     let problems = svc.problems();
     assert!(!problems.is_empty());
@@ -281,14 +291,40 @@ fn a_cut_database_connection_degrades_the_replica_and_it_recovers_alone() {
     );
 
     // Writes fail with the cause (the HTTP API answers 503).
-    cut_connections(&url);
     match svc.rotate(Some("access_token"), true) {
         Err(ServiceError::Store(StoreError::Database { .. })) => {}
         other => panic!("expected a database error, got {other:?}"),
     }
-    // The connection is opened again: no restart needed.
+    // It comes back: the connection is opened again, no restart needed.
+    database_up(&url, true);
     svc.refresh();
     assert!(svc.problems().is_empty(), "{:?}", svc.problems());
     svc.rotate(Some("access_token"), true).unwrap();
     assert_ne!(sign().unwrap().kid, kid);
+}
+
+#[test]
+fn a_replica_whose_clock_is_off_the_databases_says_so_and_stays_ready() {
+    use signet::service::ProblemKind;
+    let Some(url) = pg::database() else { return };
+    let home = Home::new("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n");
+    let clock = ManualClock::new(SystemClock.now());
+    let svc = service(
+        &home,
+        Arc::new(PostgresStore::connect(&url, "r").unwrap()),
+        &clock,
+    );
+    svc.tick().unwrap();
+    assert!(svc.problems().is_empty(), "{:?}", svc.problems());
+    // Ten seconds ahead: more than the default margin of 2 s.
+    clock.set(UnixTime(SystemClock.now().0 + 10));
+    svc.refresh();
+    let problems = svc.problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].kind, ProblemKind::Clock);
+    assert!(!problems[0].blocking);
+    assert!(
+        problems[0].detail.contains("store.clock_skew"),
+        "{problems:?}"
+    );
 }

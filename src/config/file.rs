@@ -48,6 +48,7 @@ pub(super) struct FileStore {
     pub(super) path: Option<String>,
     pub(super) url: Option<String>,
     pub(super) poll_interval: Option<String>,
+    pub(super) clock_skew: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -178,10 +178,17 @@ impl Layers<'_> {
         if poll_interval.is_zero() {
             return Err(invalid(field, "must be at least 1s"));
         }
+        let clock_skew = self.duration(
+            "SIGNET_STORE_CLOCK_SKEW",
+            "store.clock_skew",
+            file.clock_skew,
+            "2s",
+        )?;
         Ok(StoreConfig {
             kind,
             path: PathBuf::from(path),
             poll_interval,
+            clock_skew,
             database_url,
         })
     }

@@ -23,6 +23,7 @@ fn policy(algs: &[Algorithm], ttl: Duration) -> Policy {
         leeway: Duration::from_secs(MIN),
         max_age: Duration::from_secs(5 * MIN),
         poll_interval: Duration::from_secs(5),
+        clock_skew: Duration::ZERO,
         schedule: Schedule::parse("0 0 0 1 * *").unwrap(),
     }
 }

@@ -25,6 +25,9 @@ pub struct Policy {
     pub max_age: Duration,
     /// How long another process sharing the store may take to see a write.
     pub poll_interval: Duration,
+    /// How far the clocks of processes sharing the store may differ (zero
+    /// for one host's file store).
+    pub clock_skew: Duration,
     /// When successors take over.
     pub schedule: Schedule,
 }
@@ -33,14 +36,14 @@ impl Policy {
     /// How long a key is published before it may sign: every verifier's cache
     /// and every process sharing the store has it by then (rule 2).
     pub fn lead(&self) -> Duration {
-        self.max_age + self.poll_interval
+        self.max_age + self.poll_interval + self.clock_skew
     }
 
     /// How long a key stays published after it stops signing: every token it
     /// signed, including those signed by a process that has not yet seen the
     /// change, has expired, with leeway, in every verifier's cache (rule 3).
     pub fn retention(&self) -> Duration {
-        self.token_ttl + self.leeway + self.max_age + self.poll_interval
+        self.token_ttl + self.leeway + self.max_age + self.poll_interval + self.clock_skew
     }
 
     /// The activation instant of a successor created at `now` for a key that

@@ -97,6 +97,9 @@ pub struct KeyService {
     clock: Arc<dyn Clock>,
     snapshot: ArcSwap<Snapshot>,
     store_errors: StoreErrors,
+    /// Seconds the shared store's clock is ahead of this process's, as of
+    /// the last refresh (`i64::MIN`: unknown or not a shared store).
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 impl KeyService {
@@ -117,6 +120,7 @@ impl KeyService {
             clock,
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             store_errors: StoreErrors::default(),
+            clock_offset: std::sync::atomic::AtomicI64::new(i64::MIN),
         };
         for purpose in service.config.purposes.keys() {
             // Every purpose's counter exists from the start, at zero.

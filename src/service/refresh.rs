@@ -39,6 +39,8 @@ pub enum ProblemKind {
     NoActiveKey,
     /// The active key's private half cannot be used.
     KeyUnusable,
+    /// This host's clock differs from the shared store's by more than allowed.
+    Clock,
 }
 
 impl KeyService {
@@ -58,6 +60,7 @@ impl KeyService {
     /// revocation.
     pub fn refresh(&self) -> bool {
         let now = self.now();
+        self.check_clock(now);
         // Held across IO: a full reference, not a guard.
         let current = self.snapshot.load_full();
         let mut updates = Vec::new();
@@ -159,6 +162,26 @@ impl KeyService {
         view
     }
 
+    /// Compares this process's clock with the shared store's; warns when
+    /// they differ by more than `store.clock_skew` (the lead and retention
+    /// only allow that much).
+    fn check_clock(&self, now: UnixTime) {
+        use std::sync::atomic::Ordering;
+        let Ok(Some(offset)) = self.store.clock_offset(now) else {
+            return;
+        };
+        let allowed = i64::try_from(self.config.store.clock_skew.as_secs()).unwrap_or(i64::MAX);
+        let previous = self.clock_offset.swap(offset, Ordering::Relaxed);
+        let off = |o: i64| o != i64::MIN && o.abs() > allowed;
+        if off(offset) && !off(previous) {
+            tracing::warn!(
+                offset,
+                allowed,
+                "this host's clock differs from the database's by more than store.clock_skew; synchronise it (NTP)"
+            );
+        }
+    }
+
     /// Builds a purpose's view; counts and logs each signing key that could
     /// not be decrypted and was not already failing.
     fn build(
@@ -188,6 +211,19 @@ impl KeyService {
         let now = self.now();
         let snap = self.snapshot();
         let mut out = Vec::new();
+        let offset = self.clock_offset.load(std::sync::atomic::Ordering::Relaxed);
+        let allowed = i64::try_from(self.config.store.clock_skew.as_secs()).unwrap_or(i64::MAX);
+        if offset != i64::MIN && offset.abs() > allowed {
+            out.push(Problem {
+                purpose: "*".into(),
+                kind: ProblemKind::Clock,
+                blocking: false,
+                reason: "this host's clock differs from the database's".into(),
+                detail: format!(
+                    "this host's clock is {offset}s off the database's, more than store.clock_skew ({allowed}s): keys may activate early or late here; synchronise the clock"
+                ),
+            });
+        }
         for (purpose, config) in &self.config.purposes {
             let problem = |kind, reason: String, detail: String| Problem {
                 purpose: purpose.clone(),

@@ -101,6 +101,13 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {
         let _ = on_change;
     }
+
+    /// Seconds by which the store's clock is ahead of `now` (this process's),
+    /// for a store shared by hosts; `None` for one host's store.
+    fn clock_offset(&self, now: crate::clock::UnixTime) -> Result<Option<i64>, StoreError> {
+        let _ = now;
+        Ok(None)
+    }
 }
 
 /// A write in progress on some purposes' keyrings, holding their lock.

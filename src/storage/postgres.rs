@@ -174,6 +174,18 @@ impl KeyStore for PostgresStore {
             .transpose()
     }
 
+    fn clock_offset(&self, now: crate::clock::UnixTime) -> Result<Option<i64>, StoreError> {
+        let db: i64 = self
+            .client()?
+            .query_one(
+                "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint",
+                &[],
+            )
+            .map_err(|e| db_err("read the database's clock", e))?
+            .get(0);
+        Ok(Some(db - to_i64(now.0)))
+    }
+
     fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {
         let (config, describe) = (self.config.clone(), self.describe.clone());
         let spawned = std::thread::Builder::new()
