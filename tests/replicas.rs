@@ -120,3 +120,60 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
         r.stop();
     }
 }
+
+#[test]
+fn an_installation_moves_its_keyrings_to_the_database_as_they_are() {
+    use signet::clock::{Clock, ManualClock, SystemClock};
+    use signet::service::SignRequest;
+    use signet::storage::{KeyStore, PostgresStore};
+    let Some(url) = pg::database() else { return };
+    let home = Home::new(CONFIG);
+    let token = home.ok(&["token", "sign", "--purpose", "access_token"]);
+    let header = token.split('.').next().unwrap();
+    let header: Value =
+        serde_json::from_slice(&signet::keys::jwk::b64_decode(header).unwrap()).unwrap();
+    let kid = header["kid"].as_str().unwrap().to_owned();
+    let keys = home.keys().display().to_string();
+    let copy = |force: bool| {
+        let mut args = vec!["store", "copy", "--from", keys.as_str(), "--to", "database"];
+        if force {
+            args.push("--force");
+        }
+        home.cmd(&args)
+            .env("SIGNET_DATABASE_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let out = copy(false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("copied access_token"));
+
+    // A replica on the database signs with the key the file store had active.
+    let store = PostgresStore::connect(&url, "check").unwrap();
+    assert_eq!(store.load("access_token").unwrap().unwrap().generation, 1);
+    let clock = ManualClock::new(SystemClock.now());
+    let svc = crate::service::service(&home, std::sync::Arc::new(store), &clock);
+    let signed = svc
+        .sign(SignRequest {
+            purpose: "access_token".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(signed.kid, kid);
+
+    // Never over keyrings already there, unless told to.
+    let out = copy(false);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already holds") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(copy(true).status.success());
+    let store = PostgresStore::connect(&url, "check").unwrap();
+    assert_eq!(store.load("access_token").unwrap().unwrap().generation, 2);
+}

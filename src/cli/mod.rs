@@ -6,6 +6,7 @@
 
 mod keys;
 mod serve;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,27 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Move keyrings between stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `signet store ...`
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Copy every configured purpose's keyring, sealed and checked, from one
+    /// store to another: a keys directory, or `database` (SIGNET_DATABASE_URL).
+    Copy {
+        /// The source: a keys directory, or `database`.
+        #[arg(long, value_name = "DIR|database")]
+        from: String,
+        /// The destination: a keys directory, or `database`.
+        #[arg(long, value_name = "DIR|database")]
+        to: String,
+        /// Overwrite keyrings the destination already holds.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `signet keys ...`
@@ -260,6 +282,7 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
             config.server.admin_addr = args.admin_addr.unwrap_or(config.server.admin_addr);
             serve::run(config, env, clock)
         }
+        Command::Store(cmd) => store::run(cmd, &config, env),
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config.to_toml());
             let master = if env("SIGNET_MASTER_KEYS").is_some() {
@@ -377,7 +400,7 @@ pub fn open(
 }
 
 /// This process's name in the database's `updated_by`: host and pid.
-fn replica_id() -> String {
+pub(super) fn replica_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "signet".into());

@@ -1,0 +1,85 @@
+//! `signet store copy`: moving keyrings between the file store and
+//! PostgreSQL, as an installation moves to replicas.
+
+use std::sync::Arc;
+
+use super::{CliError, StoreCommand, replica_id};
+use crate::config::Config;
+use crate::storage::seal::MasterKeys;
+use crate::storage::{FileStore, KeyStore, PostgresStore};
+
+/// `database` (SIGNET_DATABASE_URL) or a keys directory.
+fn open_store(
+    place: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn KeyStore>, CliError> {
+    if place == "database" {
+        let url = env("SIGNET_DATABASE_URL").ok_or_else(|| {
+            CliError::Usage("`database` means SIGNET_DATABASE_URL, which is not set".into())
+        })?;
+        let store = PostgresStore::connect(&url, &replica_id())
+            .map_err(|e| CliError::Unavailable(e.to_string()))?;
+        Ok(Arc::new(store))
+    } else {
+        Ok(Arc::new(FileStore::open(place)?))
+    }
+}
+
+pub(super) fn run(
+    cmd: StoreCommand,
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), CliError> {
+    let StoreCommand::Copy { from, to, force } = cmd;
+    if from == to {
+        return Err(CliError::Usage(
+            "--from and --to name the same store".into(),
+        ));
+    }
+    let master = MasterKeys::parse(&env("SIGNET_MASTER_KEYS").ok_or_else(|| {
+        CliError::Usage(
+            "store copy needs SIGNET_MASTER_KEYS: it checks each keyring before copying it".into(),
+        )
+    })?)?;
+    let (source, dest) = (open_store(&from, env)?, open_store(&to, env)?);
+    let mut copied = Vec::new();
+    for purpose in config.purposes.keys() {
+        let Some(mut ring) = source.load(purpose)? else {
+            continue;
+        };
+        // Only an authentic keyring is copied; sealed keys stay sealed.
+        master.check(&ring)?;
+        let txn = dest.lock(&[purpose])?;
+        if let Some(existing) = txn.current(purpose) {
+            if !force {
+                return Err(CliError::Refused(format!(
+                    "{} already holds a {purpose} keyring (generation {}): nothing was copied after {}; pass --force to overwrite it",
+                    dest.describe(),
+                    existing.generation,
+                    if copied.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        copied.join(", ")
+                    }
+                )));
+            }
+        }
+        // The destination's next generation, authenticated again (the tag
+        // covers it); identity, keys and timestamps as they are.
+        ring.generation = txn.current(purpose).map_or(0, |k| k.generation) + 1;
+        master.authenticate(&mut ring)?;
+        txn.commit(vec![ring])?;
+        copied.push(purpose.clone());
+    }
+    if copied.is_empty() {
+        println!("{} holds no keyring: nothing to copy", source.describe());
+    } else {
+        println!(
+            "copied {} from {} to {}",
+            copied.join(", "),
+            source.describe(),
+            dest.describe()
+        );
+    }
+    Ok(())
+}
