@@ -50,19 +50,19 @@ pub(super) fn run(
         // Only an authentic keyring is copied; sealed keys stay sealed.
         master.check(&ring)?;
         let txn = dest.lock(&[purpose])?;
-        if let Some(existing) = txn.current(purpose) {
-            if !force {
-                return Err(CliError::Refused(format!(
-                    "{} already holds a {purpose} keyring (generation {}): nothing was copied after {}; pass --force to overwrite it",
-                    dest.describe(),
-                    existing.generation,
-                    if copied.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        copied.join(", ")
-                    }
-                )));
-            }
+        if let Some(existing) = txn.current(purpose)
+            && !force
+        {
+            let so_far = if copied.is_empty() {
+                "none".to_owned()
+            } else {
+                copied.join(", ")
+            };
+            return Err(CliError::Refused(format!(
+                "{} already holds a {purpose} keyring (generation {}): copied so far: {so_far}; pass --force to overwrite it",
+                dest.describe(),
+                existing.generation,
+            )));
         }
         // The destination's next generation, authenticated again (the tag
         // covers it); identity, keys and timestamps as they are.
