@@ -73,11 +73,21 @@ async fn start_cron(
 }
 
 /// Applies what is due for every purpose, then refreshes the snapshot.
+/// Picks up other processes' changes, then takes the store's lock only for
+/// the purposes where something is due: an idle fleet costs the store reads
+/// only.
 pub async fn check(state: &Scheduled) {
-    for purpose in state.service.config().purposes.keys() {
-        tick(state, purpose).await;
-    }
     refresh(state).await;
+    let mut ticked = false;
+    for purpose in state.service.config().purposes.keys() {
+        if state.service.is_due(purpose) {
+            tick(state, purpose).await;
+            ticked = true;
+        }
+    }
+    if ticked {
+        refresh(state).await;
+    }
 }
 
 async fn tick(state: &Scheduled, purpose: &str) {

@@ -32,6 +32,19 @@ impl KeyService {
         first_error.map_or(Ok(changed), Err)
     }
 
+    /// Whether a tick of `purpose` would change something, judged from the
+    /// snapshot (no store access). True when the view is missing or faulted,
+    /// so that a store that came back is written to and errors surface.
+    pub fn is_due(&self, purpose: &str) -> bool {
+        let Ok(policy) = self.policy(purpose) else {
+            return false;
+        };
+        let snap = self.snapshot();
+        snap.purposes.get(purpose).is_none_or(|view| {
+            view.fault.is_some() || !view.keyring.due(self.now(), &policy).is_empty()
+        })
+    }
+
     /// [`tick`](Self::tick) for one purpose, without refreshing the snapshot.
     pub fn tick_purpose(&self, purpose: &str) -> Result<bool, ServiceError> {
         self.change(&[purpose], |_, _, _| Ok(Plan::default()))
