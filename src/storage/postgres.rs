@@ -132,6 +132,8 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .map_err(|e| db_err("lock the schema", e))?;
     let result = (|| {
+        // "already exists, skipping" notices would reach the log on every start.
+        client.batch_execute("SET client_min_messages = warning")?;
         client.batch_execute(SCHEMA)?;
         let version: Option<i32> = client
             .query_opt("SELECT max(version) FROM signet_schema", &[])?
