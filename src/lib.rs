@@ -53,7 +53,8 @@
 //!   rules are numbered in `docs/lifecycle.md`),
 //!   strict JWT parsing and verification. No IO, no async, no clock reads.
 //! - `config` (feature `server`): defaults < `signet.toml` < `SIGNET_*` < flags, checked against the lifecycle rules.
-//! - `storage` (feature `server`): the [`storage::KeyStore`] trait, the encrypted file store, master keys.
+//! - `storage` (feature `server`): the [`storage::KeyStore`] trait, the file store and the
+//!   PostgreSQL store (replicas), the shared keyring document, master keys and authentication.
 //! - `service` (feature `server`): keyrings plus store plus clock: ticks, rotation, signing,
 //!   verification; one snapshot of per-purpose views, each loaded and failing on its own.
 //! - `http` (feature `server`): the public and admin routers, bearer auth, problem+json errors.

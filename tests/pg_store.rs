@@ -328,3 +328,39 @@ fn a_replica_whose_clock_is_off_the_databases_says_so_and_stays_ready() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_writer_cut_off_inside_its_transaction_leaves_the_old_row_and_no_lock() {
+    let Some(url) = pg::database() else { return };
+    let store = PostgresStore::connect(&url, "survivor").unwrap();
+    let first = ring("access_token", 1, vec![record(T0)]);
+    store
+        .lock(&["access_token"])
+        .unwrap()
+        .commit(vec![first.clone()])
+        .unwrap();
+    // Another writer takes the purpose's lock and changes the row, then dies
+    // before COMMIT (its connection is cut, as a SIGKILL would).
+    let mut dying = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    dying
+        .batch_execute(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('signet keyring ' || 'access_token', 0)); \
+             UPDATE signet_keyrings SET generation = 2, document = 'half written' WHERE purpose = 'access_token'",
+        )
+        .unwrap();
+    let pid: i32 = dying
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap();
+    // The old row, whole; and the lock is free for the next writer.
+    assert_eq!(store.load("access_token").unwrap(), Some(first));
+    let txn = store.lock(&["access_token"]).unwrap();
+    txn.commit(vec![ring("access_token", 2, vec![record(T0)])])
+        .unwrap();
+    assert_eq!(store.load("access_token").unwrap().unwrap().generation, 2);
+    drop(dying);
+}
