@@ -5,8 +5,12 @@
 //! 1 invalid token or refused operation, 2 usage, configuration or storage error.
 
 mod keys;
+mod open;
 mod serve;
 mod store;
+
+use open::replica_id;
+pub use open::{open, open_read_only};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,9 +22,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Sources};
 use crate::http::auth::ADMIN_TOKEN_FILE;
 use crate::keys::token::VerifyError;
-use crate::service::{KeyService, ServiceError, SignError};
-use crate::storage::seal::{MASTER_KEY_FILE, MasterKeys, MasterSource};
-use crate::storage::{FileStore, KeyStore, PostgresStore, StoreError};
+use crate::service::{ServiceError, SignError};
+use crate::storage::StoreError;
+use crate::storage::seal::MASTER_KEY_FILE;
 
 /// signet: rotating asymmetric JWT signing keys, published as a JWKS.
 #[derive(Parser, Debug)]
@@ -335,74 +339,4 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
         }
         Command::Token(cmd) => keys::run_token(cmd, open(config, env, clock)?),
     }
-}
-
-/// Opens the configured store to read it, creating nothing (no `keys/`, no
-/// `master.key`): `None` when it holds no keyring yet.
-pub fn open_read_only(
-    config: Config,
-    env: &dyn Fn(&str) -> Option<String>,
-    clock: Arc<dyn Clock>,
-) -> Result<Option<KeyService>, CliError> {
-    if config.store.database_url.is_some() {
-        // Connecting writes nothing but the schema, created once per database.
-        return open(config, env, clock).map(Some);
-    }
-    let Some(store) = FileStore::open_read_only(&config.store.path)? else {
-        return Ok(None);
-    };
-    // With keyrings present, a missing master key is an error, never created.
-    let (master, _) = MasterKeys::load(env("SIGNET_MASTER_KEYS").as_deref(), store.dir())?;
-    let store: Arc<dyn KeyStore> = Arc::new(store);
-    Ok(Some(KeyService::open(
-        Arc::new(config),
-        store,
-        master,
-        clock,
-    )?))
-}
-
-/// Opens the configured store and master keys and builds the service.
-pub fn open(
-    config: Config,
-    env: &dyn Fn(&str) -> Option<String>,
-    clock: Arc<dyn Clock>,
-) -> Result<KeyService, CliError> {
-    let master_env = env("SIGNET_MASTER_KEYS");
-    let (store, master): (Arc<dyn KeyStore>, MasterKeys) = match &config.store.database_url {
-        Some(url) => {
-            // Replicas share the database, not a directory: no development key.
-            let text = master_env.ok_or_else(|| {
-                CliError::Usage(
-                    "the postgres store needs SIGNET_MASTER_KEYS (every replica the same list; no development key is created)".into(),
-                )
-            })?;
-            let store = PostgresStore::connect(url, &replica_id()).map_err(|e| {
-                CliError::Unavailable(format!(
-                    "{e}: check SIGNET_DATABASE_URL and that the database is up"
-                ))
-            })?;
-            (Arc::new(store), MasterKeys::parse(&text)?)
-        }
-        None => {
-            let store = FileStore::open(&config.store.path)?;
-            let (master, source) = MasterKeys::load(master_env.as_deref(), store.dir())?;
-            if let MasterSource::Created(path) = &source {
-                tracing::warn!(
-                    path = %path.display(),
-                    "no SIGNET_MASTER_KEYS: created a development master key; set SIGNET_MASTER_KEYS in production"
-                );
-            }
-            (Arc::new(store), master)
-        }
-    };
-    Ok(KeyService::open(Arc::new(config), store, master, clock)?)
-}
-
-/// This process's name in the database's `updated_by`: host and pid.
-pub(super) fn replica_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "signet".into());
-    format!("{host}/{}", std::process::id())
 }
