@@ -16,6 +16,9 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+/// CREATE DATABASE copies template1, which concurrent copies may find busy:
+/// tests create their databases one at a time.
+static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn is_root() -> bool {
     Command::new("id")
@@ -123,6 +126,7 @@ pub fn database() -> Option<String> {
         }
     };
     let db = format!("t{}", NEXT_DB.fetch_add(1, Ordering::SeqCst));
+    let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
     let mut admin = postgres::Client::connect(&cluster.url("postgres"), postgres::NoTls)
         .expect("connect to the test cluster");
     admin
