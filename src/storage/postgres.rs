@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use super::document::{decode, encode};
 use super::{KeyStore, KeyringTxn, StoreError};
@@ -46,10 +46,32 @@ CREATE TABLE IF NOT EXISTS signet_keyring_history (
 );
 ";
 
+/// A connection with the statements every poll runs, prepared once (an
+/// unprepared query costs the server a second round trip and transaction).
+struct Conn {
+    client: Client,
+    load: Statement,
+    clock: Statement,
+}
+
+impl Conn {
+    fn open(config: &postgres::Config) -> Result<Conn, postgres::Error> {
+        let mut client = config.connect(NoTls)?;
+        let load = client.prepare("SELECT document FROM signet_keyrings WHERE purpose = $1")?;
+        let clock =
+            client.prepare("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")?;
+        Ok(Conn {
+            client,
+            load,
+            clock,
+        })
+    }
+}
+
 /// Keyrings in a PostgreSQL database.
 pub struct PostgresStore {
     config: postgres::Config,
-    client: Mutex<Client>,
+    conn: Mutex<Conn>,
     /// Where it connects, for messages: never the password.
     describe: String,
     /// Written as `updated_by` and `committed_by`.
@@ -85,9 +107,11 @@ impl PostgresStore {
             .connect(NoTls)
             .map_err(|e| db_err("connect to the database", e))?;
         migrate(&mut client)?;
+        drop(client);
+        let conn = Conn::open(&config).map_err(|e| db_err("connect to the database", e))?;
         Ok(PostgresStore {
             config,
-            client: Mutex::new(client),
+            conn: Mutex::new(conn),
             describe,
             replica: replica.to_owned(),
         })
@@ -95,16 +119,13 @@ impl PostgresStore {
 
     /// The connection, opened again if the last one broke (a database
     /// restart): replicas catch up without a restart of their own.
-    fn client(&self) -> Result<MutexGuard<'_, Client>, StoreError> {
-        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if client.is_closed() {
-            *client = self
-                .config
-                .connect(NoTls)
-                .map_err(|e| db_err("reconnect to the database", e))?;
+    fn conn(&self) -> Result<MutexGuard<'_, Conn>, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.client.is_closed() {
+            *conn = Conn::open(&self.config).map_err(|e| db_err("reconnect to the database", e))?;
             tracing::info!(store = %self.describe, "reconnected to the database");
         }
-        Ok(client)
+        Ok(conn)
     }
 
     fn location(&self, purpose: &str) -> String {
@@ -165,24 +186,22 @@ impl KeyStore for PostgresStore {
     }
 
     fn load(&self, purpose: &str) -> Result<Option<Keyring>, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
-                "SELECT document FROM signet_keyrings WHERE purpose = $1",
-                &[&purpose],
-            )
+        let mut conn = self.conn()?;
+        let statement = conn.load.clone();
+        let row = conn
+            .client
+            .query_opt(&statement, &[&purpose])
             .map_err(|e| db_err("read a keyring", e))?;
         row.map(|r| decode(r.get::<_, &[u8]>(0), &self.location(purpose), purpose))
             .transpose()
     }
 
     fn clock_offset(&self, now: crate::clock::UnixTime) -> Result<Option<i64>, StoreError> {
-        let db: i64 = self
-            .client()?
-            .query_one(
-                "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint",
-                &[],
-            )
+        let mut conn = self.conn()?;
+        let statement = conn.clock.clone();
+        let db: i64 = conn
+            .client
+            .query_one(&statement, &[])
             .map_err(|e| db_err("read the database's clock", e))?
             .get(0);
         Ok(Some(db - to_i64(now.0)))
@@ -199,15 +218,15 @@ impl KeyStore for PostgresStore {
     }
 
     fn lock(&self, purposes: &[&str]) -> Result<Box<dyn KeyringTxn + '_>, StoreError> {
-        let mut client = self.client()?;
-        client
+        let mut conn = self.conn()?;
+        conn.client
             .batch_execute(
                 "BEGIN; SET LOCAL lock_timeout = '10s'; SET LOCAL idle_in_transaction_session_timeout = '60s'",
             )
             .map_err(|e| db_err("begin a transaction", e))?;
         let mut txn = PgTxn {
             store: self,
-            client,
+            conn,
             current: Vec::new(),
             done: false,
         };
@@ -215,18 +234,18 @@ impl KeyStore for PostgresStore {
         let mut sorted: Vec<&str> = purposes.to_vec();
         sorted.sort_unstable();
         for purpose in sorted {
-            txn.client
+            txn.conn
+                .client
                 .execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended('signet keyring ' || $1, 0))",
                     &[&purpose],
                 )
                 .map_err(|e| db_err("lock a keyring", e))?;
+            let statement = txn.conn.load.clone();
             let row = txn
+                .conn
                 .client
-                .query_opt(
-                    "SELECT document FROM signet_keyrings WHERE purpose = $1",
-                    &[&purpose],
-                )
+                .query_opt(&statement, &[&purpose])
                 .map_err(|e| db_err("read a keyring", e))?;
             let ring = row
                 .map(|r| decode(r.get::<_, &[u8]>(0), &self.location(purpose), purpose))
@@ -267,7 +286,7 @@ fn listen(config: postgres::Config, describe: String, on_change: Box<dyn Fn(&str
 
 struct PgTxn<'a> {
     store: &'a PostgresStore,
-    client: MutexGuard<'a, Client>,
+    conn: MutexGuard<'a, Conn>,
     current: Vec<(String, Option<Keyring>)>,
     done: bool,
 }
@@ -276,7 +295,7 @@ impl Drop for PgTxn<'_> {
     fn drop(&mut self) {
         if !self.done {
             // Also on an error inside commit: nothing half-written remains.
-            let _ = self.client.batch_execute("ROLLBACK");
+            let _ = self.conn.client.batch_execute("ROLLBACK");
         }
     }
 }
@@ -316,12 +335,12 @@ impl KeyringTxn for PgTxn<'_> {
             let replica = self.store.replica.clone();
             // Compare-and-swap: zero rows means another writer got there first.
             let written = if previous == 0 {
-                self.client.execute(
+                self.conn.client.execute(
                     "INSERT INTO signet_keyrings (purpose, generation, document, updated_by) VALUES ($1, $2, $3, $4) ON CONFLICT (purpose) DO NOTHING",
                     &[&purpose, &generation, &document, &replica],
                 )
             } else {
-                self.client.execute(
+                self.conn.client.execute(
                     "UPDATE signet_keyrings SET generation = $2, document = $3, updated_at = now(), updated_by = $4 WHERE purpose = $1 AND generation = $5",
                     &[&purpose, &generation, &document, &replica, &previous],
                 )
@@ -335,18 +354,20 @@ impl KeyringTxn for PgTxn<'_> {
                     ),
                 });
             }
-            self.client
+            self.conn.client
                 .execute(
                     "INSERT INTO signet_keyring_history (purpose, generation, document, committed_by) VALUES ($1, $2, $3, $4)",
                     &[&purpose, &generation, &document, &replica],
                 )
                 .map_err(|e| db_err("record the keyring's history", e))?;
-            self.client
+            self.conn
+                .client
                 .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &purpose])
                 .map_err(|e| db_err("notify the replicas", e))?;
             generations.push(keyring.generation);
         }
-        self.client
+        self.conn
+            .client
             .batch_execute("COMMIT")
             .map_err(|e| db_err("commit", e))?;
         self.done = true;
