@@ -18,8 +18,8 @@ const CONFIG: &str =
     "[purposes.access_token]\nalgorithms = [\"EdDSA\", \"RS256\", \"PS256\", \"ES256\"]\n";
 
 /// One third-party verifier.
-struct Client {
-    name: &'static str,
+pub(crate) struct Client {
+    pub(crate) name: &'static str,
     program: PathBuf,
     args: Vec<String>,
 }
@@ -29,7 +29,7 @@ fn interop_dir() -> PathBuf {
 }
 
 /// The third-party clients; a missing one fails the test with the install command.
-fn clients() -> Vec<Client> {
+pub(crate) fn clients() -> Vec<Client> {
     let dir = interop_dir();
     let mut out = Vec::new();
     let missing = |what: &str| {
@@ -99,7 +99,12 @@ fn refused(client: &Client, source: &[&str], token: &str, why: &str) {
 }
 
 /// Runs `client` on `token`; Ok(claims) or Err(stderr).
-fn run(client: &Client, source: &[&str], purpose: &str, token: &str) -> Result<Value, String> {
+pub(crate) fn run(
+    client: &Client,
+    source: &[&str],
+    purpose: &str,
+    token: &str,
+) -> Result<Value, String> {
     let out = Command::new(&client.program)
         .args(&client.args)
         .args(source)

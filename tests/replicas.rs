@@ -27,7 +27,7 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
     ];
     let replicas: Vec<ServeProcess> = homes.iter().map(|h| ServeProcess::start(h, &env)).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    let for_jose = rt.block_on(async {
         let http = client();
         let admin = |i: usize, path: &str| format!("http://{}{path}", replicas[i].admin);
         let jwks = |i: usize| {
@@ -115,7 +115,35 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
             "replicas: a revocation reached all three JWKS in {} ms",
             started.elapsed().as_millis()
         );
+        // A token from the first replica, for third-party verifiers at the others.
+        let signed: Value = http
+            .post(admin(0, "/v1/tokens"))
+            .bearer_auth(SIGNER)
+            .json(&json!({"purpose": "access_token", "claims": {"sub": "u", "aud": "api"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        signed["token"].as_str().unwrap().to_owned()
     });
+    // jose, PyJWT and jwcrypto accept it from every replica's JWKS.
+    for client in crate::interop::clients() {
+        for r in &replicas {
+            let jwks = format!("http://{}/.well-known/jwks/access_token.json", r.public);
+            let source = [
+                "--jwks",
+                jwks.as_str(),
+                "--typ",
+                "at+jwt",
+                "--issuer",
+                "https://auth.example.test",
+            ];
+            crate::interop::run(&client, &source, "access_token", &for_jose)
+                .unwrap_or_else(|e| panic!("{} refused at {}: {e}", client.name, r.public));
+        }
+    }
     for r in replicas {
         r.stop();
     }
