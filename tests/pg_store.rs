@@ -364,3 +364,50 @@ fn a_writer_cut_off_inside_its_transaction_leaves_the_old_row_and_no_lock() {
     assert_eq!(store.load("access_token").unwrap().unwrap().generation, 2);
     drop(dying);
 }
+
+#[test]
+fn tls_to_the_database_is_verified_when_asked_and_refused_when_it_cannot_be() {
+    let Some((url, cert)) = pg::tls_database() else {
+        return;
+    };
+    let cert = cert.display().to_string();
+    // verify-full against the server's own certificate: connected, and works.
+    let store = PostgresStore::connect(
+        &format!("{url} sslmode=verify-full sslrootcert={cert}"),
+        "tls",
+    )
+    .unwrap();
+    assert!(
+        store.describe().contains("TLS, verified"),
+        "{}",
+        store.describe()
+    );
+    contract(&store);
+    // The same server against the system's roots: refused, naming the certificate.
+    let err = PostgresStore::connect(&format!("{url} sslmode=verify-full"), "tls")
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // require: encrypted, the certificate not checked (as libpq does).
+    let store = PostgresStore::connect(&format!("{url} sslmode=require"), "tls").unwrap();
+    assert!(store.describe().contains("certificate unchecked"));
+    assert!(store.load("access_token").unwrap().is_some());
+    // The server really sees TLS.
+    let mut db = postgres::Client::connect(&pg_admin(&url), postgres::NoTls).unwrap();
+    let encrypted: i64 = db
+        .query_one("SELECT count(*) FROM pg_stat_ssl WHERE ssl", &[])
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "no TLS connection seen by the server");
+}
+
+/// The Unix-socket URL of the same database as a TCP `url`.
+fn pg_admin(url: &str) -> String {
+    let db = url.rsplit("dbname=").next().unwrap();
+    let socket = format!("/tmp/signet-pg-{}", std::process::id());
+    let port = url
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("port="))
+        .unwrap();
+    format!("host={socket} port={port} user=postgres dbname={db}")
+}

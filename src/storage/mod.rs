@@ -6,6 +6,7 @@
 
 mod document;
 mod file;
+mod pg_tls;
 mod postgres;
 pub mod seal;
 pub(crate) mod small_file;

@@ -11,12 +11,13 @@
 //! not race.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Statement};
 
 use super::document::{decode, encode};
+use super::pg_tls::{self, Mode, Rustls};
 use super::{KeyStore, KeyringTxn, StoreError};
 use crate::keys::Keyring;
 
@@ -54,9 +55,17 @@ struct Conn {
     clock: Statement,
 }
 
+/// Connects in plain text or over TLS, as the URL's sslmode asked.
+fn connect(config: &postgres::Config, tls: Option<&Rustls>) -> Result<Client, postgres::Error> {
+    match tls {
+        Some(tls) => config.connect(tls.clone()),
+        None => config.connect(NoTls),
+    }
+}
+
 impl Conn {
-    fn open(config: &postgres::Config) -> Result<Conn, postgres::Error> {
-        let mut client = config.connect(NoTls)?;
+    fn open(config: &postgres::Config, tls: Option<&Rustls>) -> Result<Conn, postgres::Error> {
+        let mut client = connect(config, tls)?;
         let load = client.prepare("SELECT document FROM signet_keyrings WHERE purpose = $1")?;
         let clock =
             client.prepare("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")?;
@@ -71,6 +80,7 @@ impl Conn {
 /// Keyrings in a PostgreSQL database.
 pub struct PostgresStore {
     config: postgres::Config,
+    tls: Option<Rustls>,
     conn: Mutex<Conn>,
     /// Where it connects, for messages: never the password.
     describe: String,
@@ -85,10 +95,16 @@ impl fmt::Debug for PostgresStore {
 }
 
 fn db_err(action: &'static str, e: postgres::Error) -> StoreError {
-    StoreError::Database {
-        action,
-        reason: e.to_string(),
+    // The client's own message is terse ("error performing TLS handshake"):
+    // the cause follows it.
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
     }
+    StoreError::Database { action, reason }
 }
 
 impl PostgresStore {
@@ -96,21 +112,35 @@ impl PostgresStore {
     /// with `host=/path`), creates or migrates the schema, and names this
     /// replica `replica` in what it writes.
     pub fn connect(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
+        let (url, mode) = pg_tls::split(url)?;
+        let tls = match mode {
+            Mode::Plain => None,
+            _ => Some(Rustls(Arc::new(pg_tls::client_config(&mode)?))),
+        };
         let config: postgres::Config =
             url.parse()
                 .map_err(|e: postgres::Error| StoreError::Database {
                     action: "parse SIGNET_DATABASE_URL",
                     reason: e.to_string(),
                 })?;
-        let describe = describe(&config);
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| db_err("connect to the database", e))?;
+        let describe = format!(
+            "{}{}",
+            describe(&config),
+            match mode {
+                Mode::Plain => "",
+                Mode::Require => " (TLS, certificate unchecked)",
+                Mode::VerifyFull(_) => " (TLS, verified)",
+            }
+        );
+        let mut client =
+            connect(&config, tls.as_ref()).map_err(|e| db_err("connect to the database", e))?;
         migrate(&mut client)?;
         drop(client);
-        let conn = Conn::open(&config).map_err(|e| db_err("connect to the database", e))?;
+        let conn =
+            Conn::open(&config, tls.as_ref()).map_err(|e| db_err("connect to the database", e))?;
         Ok(PostgresStore {
             config,
+            tls,
             conn: Mutex::new(conn),
             describe,
             replica: replica.to_owned(),
@@ -122,7 +152,8 @@ impl PostgresStore {
     fn conn(&self) -> Result<MutexGuard<'_, Conn>, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if conn.client.is_closed() {
-            *conn = Conn::open(&self.config).map_err(|e| db_err("reconnect to the database", e))?;
+            *conn = Conn::open(&self.config, self.tls.as_ref())
+                .map_err(|e| db_err("reconnect to the database", e))?;
             tracing::info!(store = %self.describe, "reconnected to the database");
         }
         Ok(conn)
@@ -208,10 +239,11 @@ impl KeyStore for PostgresStore {
     }
 
     fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {
-        let (config, describe) = (self.config.clone(), self.describe.clone());
+        let (config, tls, describe) =
+            (self.config.clone(), self.tls.clone(), self.describe.clone());
         let spawned = std::thread::Builder::new()
             .name("signet-listen".into())
-            .spawn(move || listen(config, describe, on_change));
+            .spawn(move || listen(config, tls, describe, on_change));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start listening for keyring changes; polling only");
         }
@@ -258,10 +290,15 @@ impl KeyStore for PostgresStore {
 
 /// LISTENs on a connection of its own, for ever: on a notification, calls
 /// `on_change`; on a broken connection, reconnects after a second.
-fn listen(config: postgres::Config, describe: String, on_change: Box<dyn Fn(&str) + Send + Sync>) {
+fn listen(
+    config: postgres::Config,
+    tls: Option<Rustls>,
+    describe: String,
+    on_change: Box<dyn Fn(&str) + Send + Sync>,
+) {
     let mut logged = false;
     loop {
-        let attempt = config.connect(NoTls).and_then(|mut client| {
+        let attempt = connect(&config, tls.as_ref()).and_then(|mut client| {
             client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
             if logged {
                 tracing::info!(store = %describe, "listening for keyring changes again");

@@ -8,10 +8,12 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The running cluster: its socket directory and port.
+/// The running cluster: its socket directory and port, and whether it also
+/// takes TLS connections on 127.0.0.1 (with `socket_dir/server.crt`).
 pub struct Cluster {
     pub socket_dir: PathBuf,
     pub port: u16,
+    pub tls: bool,
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
@@ -71,9 +73,28 @@ fn start() -> Result<Cluster, String> {
         let log = std::fs::read_to_string(base.join("initdb.log")).unwrap_or_default();
         return Err(format!("initdb failed: {log}"));
     }
+    // A self-signed certificate for localhost, for the TLS tests.
+    let tls = as_postgres(&format!(
+        "cd {base} && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=signet-test-ca >/dev/null 2>&1 \
+         && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost >/dev/null 2>&1 \
+         && printf 'subjectAltName=DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext \
+         && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.crt >/dev/null 2>&1 \
+         && chmod 600 server.key",
+        base = base.display()
+    ))
+    .status()
+    .is_ok_and(|s| s.success());
+    let tls_options = if tls {
+        format!(
+            "-c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={base}/server.crt -c ssl_key_file={base}/server.key",
+            base = base.display()
+        )
+    } else {
+        "-c listen_addresses=''".to_owned()
+    };
     // `pg_ctl -w` returns once the server accepts connections.
     let started = as_postgres(&format!(
-        "pg_ctl -D {data} -l {base}/server.log -w -o \"-k {base} -p {port} -c listen_addresses='' -c fsync=off\" start >/dev/null",
+        "pg_ctl -D {data} -l {base}/server.log -w -o \"-k {base} -p {port} {tls_options} -c fsync=off\" start >/dev/null",
         data = data.display(),
         base = base.display(),
     ))
@@ -98,6 +119,7 @@ fn start() -> Result<Cluster, String> {
     Ok(Cluster {
         socket_dir: base,
         port,
+        tls,
     })
 }
 
@@ -110,6 +132,27 @@ impl Cluster {
             self.port
         )
     }
+}
+
+/// A fresh database reached over TCP with TLS: its URL without sslmode, and
+/// the certificate of the CA that signed the server's. `None` as for [`database`].
+pub fn tls_database() -> Option<(String, PathBuf)> {
+    let url = database()?;
+    let cluster = CLUSTER.get()?.as_ref().ok()?;
+    if !cluster.tls {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!ci, "the test cluster has no TLS: is openssl installed?");
+        eprintln!("SKIPPED (PostgreSQL TLS tests): openssl could not make a certificate");
+        return None;
+    }
+    let db = url.rsplit("dbname=").next()?.to_owned();
+    Some((
+        format!(
+            "host=localhost port={} user=postgres dbname={db}",
+            cluster.port
+        ),
+        cluster.socket_dir.join("ca.crt"),
+    ))
 }
 
 /// The cluster (started on first use), and a fresh database in it; `None`
