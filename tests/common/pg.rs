@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL for the test run: `initdb` into a temporary
 //! directory as the `postgres` OS user (the server refuses root), listening
-//! on a Unix socket only. A watchdog stops it and removes the directory when
+//! on a Unix socket, and on 127.0.0.1 with TLS (a certificate from a
+//! throwaway CA) for the TLS tests. A watchdog stops it and removes the directory when
 //! the test process exits. Each test gets its own database.
 
 use std::path::PathBuf;
