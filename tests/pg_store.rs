@@ -230,6 +230,20 @@ fn replicas_racing_across_boundaries_rotate_exactly_once_per_boundary() {
     }
 }
 
+/// A bootstrapped access_token service on the database of `url`, its clock
+/// on time with the database's.
+fn on_time_replica(url: &str) -> (Home, ManualClock, KeyService) {
+    let home = Home::new("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n");
+    let clock = ManualClock::new(SystemClock.now());
+    let svc = service(
+        &home,
+        Arc::new(PostgresStore::connect(url, "r").unwrap()),
+        &clock,
+    );
+    svc.tick().unwrap();
+    (home, clock, svc)
+}
+
 /// Takes the database of `url` away (`up = false`: no new connections, and
 /// every open one cut), or gives it back.
 fn database_up(url: &str, up: bool) {
@@ -254,15 +268,8 @@ fn a_database_outage_degrades_the_replica_and_it_recovers_alone() {
     use signet::service::{ProblemKind, ServiceError, SignRequest};
     use signet::storage::StoreError;
     let Some(url) = pg::database() else { return };
-    let home = Home::new("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n");
     // On time with the database, so only the outage shows.
-    let clock = ManualClock::new(SystemClock.now());
-    let svc = service(
-        &home,
-        Arc::new(PostgresStore::connect(&url, "r").unwrap()),
-        &clock,
-    );
-    svc.tick().unwrap();
+    let (_home, _clock, svc) = on_time_replica(&url);
     let sign = || {
         svc.sign(SignRequest {
             purpose: "access_token".into(),
@@ -307,14 +314,7 @@ fn a_database_outage_degrades_the_replica_and_it_recovers_alone() {
 fn a_replica_whose_clock_is_off_the_databases_says_so_and_stays_ready() {
     use signet::service::ProblemKind;
     let Some(url) = pg::database() else { return };
-    let home = Home::new("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n");
-    let clock = ManualClock::new(SystemClock.now());
-    let svc = service(
-        &home,
-        Arc::new(PostgresStore::connect(&url, "r").unwrap()),
-        &clock,
-    );
-    svc.tick().unwrap();
+    let (_home, clock, svc) = on_time_replica(&url);
     assert!(svc.problems().is_empty(), "{:?}", svc.problems());
     // Ten seconds ahead: more than the default margin of 2 s.
     clock.set(UnixTime(SystemClock.now().0 + 10));

@@ -30,6 +30,14 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
     let for_jose = rt.block_on(async {
         let http = client();
         let admin = |i: usize, path: &str| format!("http://{}{path}", replicas[i].admin);
+        // POST /v1/tokens at replica `i`.
+        let sign = |i: usize, body: Value| {
+            let (http, url) = (http.clone(), admin(i, "/v1/tokens"));
+            async move {
+                let r = http.post(url).bearer_auth(SIGNER).json(&body).send().await;
+                r.unwrap().json::<Value>().await.unwrap()
+            }
+        };
         let jwks = |i: usize| {
             let http = http.clone();
             let url = format!(
@@ -54,16 +62,11 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
         }
         // A token signed by any replica verifies at every other.
         for signer in 0..3 {
-            let signed: Value = http
-                .post(admin(signer, "/v1/tokens"))
-                .bearer_auth(SIGNER)
-                .json(&json!({"purpose": "access_token", "claims": {"sub": "u"}}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let signed = sign(
+                signer,
+                json!({"purpose": "access_token", "claims": {"sub": "u"}}),
+            )
+            .await;
             for verifier in 0..3 {
                 let r = http
                     .post(admin(verifier, "/v1/verify"))
@@ -80,16 +83,7 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
             }
         }
         // A revocation at one replica leaves every JWKS within a second.
-        let active: Value = http
-            .post(admin(0, "/v1/tokens"))
-            .bearer_auth(SIGNER)
-            .json(&json!({"purpose": "access_token"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let active = sign(0, json!({"purpose": "access_token"})).await;
         let kid = active["kid"].as_str().unwrap().to_owned();
         let started = tokio::time::Instant::now();
         let r = http
@@ -116,16 +110,11 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
             started.elapsed().as_millis()
         );
         // A token from the first replica, for third-party verifiers at the others.
-        let signed: Value = http
-            .post(admin(0, "/v1/tokens"))
-            .bearer_auth(SIGNER)
-            .json(&json!({"purpose": "access_token", "claims": {"sub": "u", "aud": "api"}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let signed = sign(
+            0,
+            json!({"purpose": "access_token", "claims": {"sub": "u", "aud": "api"}}),
+        )
+        .await;
         signed["token"].as_str().unwrap().to_owned()
     });
     // jose, PyJWT and jwcrypto accept it from every replica's JWKS.

@@ -7,6 +7,7 @@
 mod document;
 mod file;
 mod pg_tls;
+mod pg_txn;
 mod postgres;
 pub mod seal;
 pub(crate) mod small_file;

@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Statement};
 
-use super::document::{decode, encode};
+use super::document::decode;
 use super::pg_tls::{self, Mode, Rustls};
+use super::pg_txn::{PgTxn, to_i64};
 use super::{KeyStore, KeyringTxn, StoreError};
 use crate::keys::Keyring;
 
@@ -49,9 +50,9 @@ CREATE TABLE IF NOT EXISTS signet_keyring_history (
 
 /// A connection with the statements every poll runs, prepared once (an
 /// unprepared query costs the server a second round trip and transaction).
-struct Conn {
-    client: Client,
-    load: Statement,
+pub(super) struct Conn {
+    pub(super) client: Client,
+    pub(super) load: Statement,
     clock: Statement,
 }
 
@@ -85,7 +86,7 @@ pub struct PostgresStore {
     /// Where it connects, for messages: never the password.
     describe: String,
     /// Written as `updated_by` and `committed_by`.
-    replica: String,
+    pub(super) replica: String,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -94,7 +95,7 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-fn db_err(action: &'static str, e: postgres::Error) -> StoreError {
+pub(super) fn db_err(action: &'static str, e: postgres::Error) -> StoreError {
     // The client's own message is terse ("error performing TLS handshake"):
     // the cause follows it.
     let mut reason = e.to_string();
@@ -159,7 +160,7 @@ impl PostgresStore {
         Ok(conn)
     }
 
-    fn location(&self, purpose: &str) -> String {
+    pub(super) fn location(&self, purpose: &str) -> String {
         format!("the {purpose} row of {}", self.describe)
     }
 }
@@ -319,99 +320,4 @@ fn listen(
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
-}
-
-struct PgTxn<'a> {
-    store: &'a PostgresStore,
-    conn: MutexGuard<'a, Conn>,
-    current: Vec<(String, Option<Keyring>)>,
-    done: bool,
-}
-
-impl Drop for PgTxn<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            // Also on an error inside commit: nothing half-written remains.
-            let _ = self.conn.client.batch_execute("ROLLBACK");
-        }
-    }
-}
-
-impl KeyringTxn for PgTxn<'_> {
-    fn current(&self, purpose: &str) -> Option<&Keyring> {
-        self.current
-            .iter()
-            .find(|(p, _)| p == purpose)
-            .and_then(|(_, k)| k.as_ref())
-    }
-
-    fn commit(mut self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError> {
-        let mut generations = Vec::with_capacity(keyrings.len());
-        for keyring in keyrings {
-            let purpose = keyring.purpose.clone();
-            let location = self.store.location(&purpose);
-            let Some((_, current)) = self.current.iter().find(|(p, _)| *p == purpose) else {
-                return Err(StoreError::Corrupt {
-                    location,
-                    reason: "was not locked by this write (a bug in signet)".into(),
-                });
-            };
-            let previous = current.as_ref().map_or(0, |k| k.generation);
-            if keyring.generation != previous + 1 {
-                return Err(StoreError::Corrupt {
-                    location,
-                    reason: format!(
-                        "would be written at generation {} instead of {} (a bug in signet)",
-                        keyring.generation,
-                        previous + 1
-                    ),
-                });
-            }
-            let document = encode(&keyring, &location)?;
-            let (generation, previous) = (to_i64(keyring.generation), to_i64(previous));
-            let replica = self.store.replica.clone();
-            // Compare-and-swap: zero rows means another writer got there first.
-            let written = if previous == 0 {
-                self.conn.client.execute(
-                    "INSERT INTO signet_keyrings (purpose, generation, document, updated_by) VALUES ($1, $2, $3, $4) ON CONFLICT (purpose) DO NOTHING",
-                    &[&purpose, &generation, &document, &replica],
-                )
-            } else {
-                self.conn.client.execute(
-                    "UPDATE signet_keyrings SET generation = $2, document = $3, updated_at = now(), updated_by = $4 WHERE purpose = $1 AND generation = $5",
-                    &[&purpose, &generation, &document, &replica, &previous],
-                )
-            }
-            .map_err(|e| db_err("write a keyring", e))?;
-            if written != 1 {
-                return Err(StoreError::Database {
-                    action: "write a keyring",
-                    reason: format!(
-                        "the {purpose} keyring changed under the lock (generation {previous} expected): nothing was written; retry"
-                    ),
-                });
-            }
-            self.conn.client
-                .execute(
-                    "INSERT INTO signet_keyring_history (purpose, generation, document, committed_by) VALUES ($1, $2, $3, $4)",
-                    &[&purpose, &generation, &document, &replica],
-                )
-                .map_err(|e| db_err("record the keyring's history", e))?;
-            self.conn
-                .client
-                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &purpose])
-                .map_err(|e| db_err("notify the replicas", e))?;
-            generations.push(keyring.generation);
-        }
-        self.conn
-            .client
-            .batch_execute("COMMIT")
-            .map_err(|e| db_err("commit", e))?;
-        self.done = true;
-        Ok(generations)
-    }
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -1,0 +1,105 @@
+//! A write to the PostgreSQL store, holding its connection and advisory
+//! locks until it commits or is dropped (which rolls back).
+
+use std::sync::MutexGuard;
+
+use super::document::encode;
+use super::postgres::{CHANNEL, Conn, PostgresStore, db_err};
+use super::{KeyringTxn, StoreError};
+use crate::keys::Keyring;
+
+pub(super) struct PgTxn<'a> {
+    pub(super) store: &'a PostgresStore,
+    pub(super) conn: MutexGuard<'a, Conn>,
+    /// Each locked purpose with its keyring as of the lock.
+    pub(super) current: Vec<(String, Option<Keyring>)>,
+    pub(super) done: bool,
+}
+
+impl Drop for PgTxn<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Also on an error inside commit: nothing half-written remains.
+            let _ = self.conn.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+impl KeyringTxn for PgTxn<'_> {
+    fn current(&self, purpose: &str) -> Option<&Keyring> {
+        self.current
+            .iter()
+            .find(|(p, _)| p == purpose)
+            .and_then(|(_, k)| k.as_ref())
+    }
+
+    fn commit(mut self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError> {
+        let mut generations = Vec::with_capacity(keyrings.len());
+        for keyring in keyrings {
+            let purpose = keyring.purpose.clone();
+            let location = self.store.location(&purpose);
+            let Some((_, current)) = self.current.iter().find(|(p, _)| *p == purpose) else {
+                return Err(StoreError::Corrupt {
+                    location,
+                    reason: "was not locked by this write (a bug in signet)".into(),
+                });
+            };
+            let previous = current.as_ref().map_or(0, |k| k.generation);
+            if keyring.generation != previous + 1 {
+                return Err(StoreError::Corrupt {
+                    location,
+                    reason: format!(
+                        "would be written at generation {} instead of {} (a bug in signet)",
+                        keyring.generation,
+                        previous + 1
+                    ),
+                });
+            }
+            let document = encode(&keyring, &location)?;
+            let (generation, previous) = (to_i64(keyring.generation), to_i64(previous));
+            let replica = self.store.replica.clone();
+            // Compare-and-swap: zero rows means another writer got there first.
+            let written = if previous == 0 {
+                self.conn.client.execute(
+                    "INSERT INTO signet_keyrings (purpose, generation, document, updated_by) VALUES ($1, $2, $3, $4) ON CONFLICT (purpose) DO NOTHING",
+                    &[&purpose, &generation, &document, &replica],
+                )
+            } else {
+                self.conn.client.execute(
+                    "UPDATE signet_keyrings SET generation = $2, document = $3, updated_at = now(), updated_by = $4 WHERE purpose = $1 AND generation = $5",
+                    &[&purpose, &generation, &document, &replica, &previous],
+                )
+            }
+            .map_err(|e| db_err("write a keyring", e))?;
+            if written != 1 {
+                return Err(StoreError::Database {
+                    action: "write a keyring",
+                    reason: format!(
+                        "the {purpose} keyring changed under the lock (generation {previous} expected): nothing was written; retry"
+                    ),
+                });
+            }
+            self.conn.client
+                .execute(
+                    "INSERT INTO signet_keyring_history (purpose, generation, document, committed_by) VALUES ($1, $2, $3, $4)",
+                    &[&purpose, &generation, &document, &replica],
+                )
+                .map_err(|e| db_err("record the keyring's history", e))?;
+            self.conn
+                .client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &purpose])
+                .map_err(|e| db_err("notify the replicas", e))?;
+            generations.push(keyring.generation);
+        }
+        self.conn
+            .client
+            .batch_execute("COMMIT")
+            .map_err(|e| db_err("commit", e))?;
+        self.done = true;
+        Ok(generations)
+    }
+}
+
+pub(super) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
