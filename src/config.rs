@@ -94,6 +94,10 @@ pub struct StoreConfig {
     /// processes share a clock): added to the lead and the retention.
     #[serde(with = "human")]
     pub clock_skew: Duration,
+    /// Whether replicas LISTEN for the database's change notifications
+    /// (`postgres` only). Off behind a proxy that cannot LISTEN (PgBouncer in
+    /// transaction mode): changes then arrive within `poll_interval`.
+    pub listen: bool,
     /// `SIGNET_DATABASE_URL`, for `postgres`: a secret, never serialised,
     /// logged or shown.
     #[serde(skip)]
@@ -106,6 +110,8 @@ impl std::fmt::Debug for StoreConfig {
             .field("kind", &self.kind)
             .field("path", &self.path)
             .field("poll_interval", &self.poll_interval)
+            .field("clock_skew", &self.clock_skew)
+            .field("listen", &self.listen)
             .field(
                 "database_url",
                 &self.database_url.as_ref().map(|_| "<redacted>"),

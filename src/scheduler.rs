@@ -37,9 +37,11 @@ pub async fn run(state: Scheduled, mut stop: watch::Receiver<bool>) {
     // Another process's commit, as the store reports it: refresh at once.
     let changed = std::sync::Arc::new(tokio::sync::Notify::new());
     let hint = changed.clone();
-    state
-        .service
-        .watch(Box::new(move |_purpose: &str| hint.notify_one()));
+    if state.service.config().store.listen {
+        state
+            .service
+            .watch(Box::new(move |_purpose: &str| hint.notify_one()));
+    }
     loop {
         tokio::select! {
             _ = every.tick() => check(&state).await,

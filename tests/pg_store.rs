@@ -230,6 +230,92 @@ fn replicas_racing_across_boundaries_rotate_exactly_once_per_boundary() {
     }
 }
 
+/// The PostgreSQL store, counting the keyrings it loads.
+#[derive(Debug)]
+struct CountingLoads {
+    inner: PostgresStore,
+    loads: std::sync::Mutex<Vec<String>>,
+}
+
+impl KeyStore for CountingLoads {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn load(&self, purpose: &str) -> Result<Option<Keyring>, signet::storage::StoreError> {
+        self.loads.lock().unwrap().push(purpose.to_owned());
+        self.inner.load(purpose)
+    }
+    fn generations(&self) -> Result<Option<Vec<(String, u64)>>, signet::storage::StoreError> {
+        self.inner.generations()
+    }
+    fn lock(
+        &self,
+        purposes: &[&str],
+    ) -> Result<Box<dyn signet::storage::KeyringTxn + '_>, signet::storage::StoreError> {
+        self.inner.lock(purposes)
+    }
+}
+
+#[test]
+fn a_poll_loads_only_the_keyrings_whose_generation_moved() {
+    let Some(url) = pg::database() else { return };
+    let home = Home::new(
+        "[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n[purposes.refresh_token]\nalgorithms = [\"EdDSA\"]\n[purposes.magic_link]\nenabled = false\n[purposes.reset_password_link]\nenabled = false\n",
+    );
+    let clock = ManualClock::new(SystemClock.now());
+    let store = Arc::new(CountingLoads {
+        inner: PostgresStore::connect(&url, "polled").unwrap(),
+        loads: Default::default(),
+    });
+    let polled = service(&home, store.clone(), &clock);
+    polled.tick().unwrap();
+    let writer = service(
+        &home,
+        Arc::new(PostgresStore::connect(&url, "writer").unwrap()),
+        &clock,
+    );
+    let loads = || std::mem::take(&mut *store.loads.lock().unwrap());
+    loads();
+    // Nothing changed: a poll reads the generations and no keyring.
+    assert!(!polled.refresh());
+    assert_eq!(loads(), Vec::<String>::new());
+    // Another replica rotates refresh_token: only that keyring is loaded.
+    writer.rotate(Some("refresh_token"), true).unwrap();
+    assert!(polled.refresh());
+    assert_eq!(loads(), ["refresh_token"]);
+    let served = polled.snapshot();
+    let served = served.purpose("refresh_token").unwrap();
+    assert_eq!(served.keyring.generation, 2);
+    // Time alone moves a key (the successor activates): the view is rebuilt
+    // from the keyring held, with no load.
+    let lead = served
+        .keyring
+        .keys
+        .iter()
+        .map(|k| k.activates_at.0)
+        .max()
+        .unwrap();
+    clock.set(UnixTime(lead + 1));
+    assert!(polled.refresh());
+    assert_eq!(loads(), Vec::<String>::new());
+    let now_signing = polled
+        .snapshot()
+        .purpose("refresh_token")
+        .unwrap()
+        .keyring
+        .signing_key(Algorithm::EdDSA, clock.now())
+        .map(|k| k.kid.clone());
+    assert_eq!(
+        now_signing,
+        served
+            .keyring
+            .keys
+            .iter()
+            .max_by_key(|k| k.activates_at)
+            .map(|k| k.kid.clone())
+    );
+}
+
 /// A bootstrapped access_token service on the database of `url`, its clock
 /// on time with the database's.
 fn on_time_replica(url: &str) -> (Home, ManualClock, KeyService) {
@@ -242,25 +328,6 @@ fn on_time_replica(url: &str) -> (Home, ManualClock, KeyService) {
     );
     svc.tick().unwrap();
     (home, clock, svc)
-}
-
-/// Takes the database of `url` away (`up = false`: no new connections, and
-/// every open one cut), or gives it back.
-fn database_up(url: &str, up: bool) {
-    let db = url.rsplit("dbname=").next().unwrap().to_owned();
-    let admin_url = url.replace(&format!("dbname={db}"), "dbname=postgres");
-    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS {up}"))
-        .unwrap();
-    if !up {
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                &[&db],
-            )
-            .unwrap();
-    }
 }
 
 #[test]
@@ -279,7 +346,7 @@ fn a_database_outage_degrades_the_replica_and_it_recovers_alone() {
     let kid = sign().unwrap().kid;
 
     // The database goes away: the replica serves what it holds, degraded but ready.
-    database_up(&url, false);
+    pg::set_up(&url, false);
     svc.refresh();
     let problems = svc.problems();
     assert!(!problems.is_empty());
@@ -303,7 +370,7 @@ fn a_database_outage_degrades_the_replica_and_it_recovers_alone() {
         other => panic!("expected a database error, got {other:?}"),
     }
     // It comes back: the connection is opened again, no restart needed.
-    database_up(&url, true);
+    pg::set_up(&url, true);
     svc.refresh();
     assert!(svc.problems().is_empty(), "{:?}", svc.problems());
     svc.rotate(Some("access_token"), true).unwrap();

@@ -49,6 +49,7 @@ pub(super) struct FileStore {
     pub(super) url: Option<String>,
     pub(super) poll_interval: Option<String>,
     pub(super) clock_skew: Option<String>,
+    pub(super) listen: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Clone)]

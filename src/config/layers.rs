@@ -184,11 +184,25 @@ impl Layers<'_> {
             file.clock_skew,
             "2s",
         )?;
+        let listen = match (self.env)("SIGNET_STORE_LISTEN") {
+            None => file.listen.unwrap_or(true),
+            Some(v) => match v.as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(invalid(
+                        "SIGNET_STORE_LISTEN",
+                        format!("{other:?} is not a boolean; use true or false"),
+                    ));
+                }
+            },
+        };
         Ok(StoreConfig {
             kind,
             path: PathBuf::from(path),
             poll_interval,
             clock_skew,
+            listen,
             database_url,
         })
     }

@@ -88,6 +88,14 @@ impl KeyService {
             if unreadable.is_empty() {
                 return Err(ServiceError::UnknownKid(kid.to_owned()));
             }
+            // An unreachable database is the cause to report, not a keyring
+            // to repair.
+            if let Some(i) = unreadable
+                .iter()
+                .position(|(_, e)| matches!(e, StoreError::Database { .. }))
+            {
+                return Err(ServiceError::Store(unreadable.swap_remove(i).1));
+            }
             for (purpose, e) in &unreadable {
                 self.errors_of(purpose).inc();
                 tracing::error!(purpose, error = %e, "cannot read a keyring while looking for a key to revoke");

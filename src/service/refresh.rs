@@ -61,13 +61,24 @@ impl KeyService {
     pub fn refresh(&self) -> bool {
         let now = self.now();
         self.check_clock(now);
+        // One cheap query for a shared store; the keyrings follow only where
+        // a generation moved.
+        let generations = self.store.generations().map_err(store_fault);
         // Held across IO: a full reference, not a guard.
         let current = self.snapshot.load_full();
         let mut updates = Vec::new();
         for (purpose, config) in &self.config.purposes {
             let base = current.purposes.get(purpose);
             let previous = base.map(Arc::as_ref);
-            let view = match self.reload(purpose, config, previous, now) {
+            let stored = match &generations {
+                Ok(None) => None,
+                Ok(Some(list)) => Some(Ok(list
+                    .iter()
+                    .find(|(p, _)| p == purpose)
+                    .map_or(0, |(_, g)| *g))),
+                Err(fault) => Some(Err(fault.clone())),
+            };
+            let view = match self.reload(purpose, config, previous, stored, now) {
                 Ok(None) => continue,
                 Ok(Some(view)) => view,
                 Err(fault) => self.faulted(purpose, config, previous, fault, now),
@@ -83,25 +94,36 @@ impl KeyService {
 
     /// A new view of `purpose` if its keyring changed or a key changed state
     /// since `previous` was built; `None` if `previous` still holds.
+    /// `stored` is the keyring's generation in the store, when the store
+    /// lists them: the keyring is loaded only if it differs from the one
+    /// served (or the last load failed).
     fn reload(
         &self,
         purpose: &str,
         config: &PurposeConfig,
         previous: Option<&PurposeKeys>,
+        stored: Option<Result<u64, StoreFault>>,
         now: UnixTime,
     ) -> Result<Option<PurposeKeys>, StoreFault> {
-        let loaded = self.store.load(purpose).map_err(|e| match e {
-            StoreError::Database { .. } => StoreFault {
-                summary: "the store is unreachable; serving the keys held",
-                detail: e.to_string(),
-                blocks_readiness: false,
-            },
-            _ => StoreFault {
-                summary: "the keyring cannot be read",
-                detail: e.to_string(),
-                blocks_readiness: true,
-            },
-        })?;
+        let stored = stored.transpose()?;
+        let fresh = |prev: &PurposeKeys| prev.valid_until.is_none_or(|t| now < t);
+        if let Some(prev) = previous
+            && prev.fault.is_none()
+            && stored == Some(prev.keyring.generation)
+        {
+            if fresh(prev) {
+                return Ok(None);
+            }
+            // Unchanged in the store; only time moved a key to its next state.
+            log_transitions(&prev.keyring, prev.built_at, now);
+            return Ok(Some(self.build(
+                config,
+                prev.keyring.clone(),
+                now,
+                previous,
+            )));
+        }
+        let loaded = self.store.load(purpose).map_err(store_fault)?;
         let ring = match loaded {
             Some(ring) => {
                 self.master.check(&ring).map_err(|e| StoreFault {
@@ -131,7 +153,7 @@ impl KeyService {
             if ring.id == prev.keyring.id
                 && ring.generation == prev.keyring.generation
                 && prev.fault.is_none()
-                && prev.valid_until.is_none_or(|t| now < t)
+                && fresh(prev)
             {
                 return Ok(None);
             }
@@ -270,6 +292,24 @@ impl KeyService {
             }
         }
         out
+    }
+}
+
+/// How a store error shows in a purpose's view: an unreachable database
+/// leaves replicas serving what they hold (degraded, still ready); anything
+/// else makes the purpose unready.
+fn store_fault(e: StoreError) -> StoreFault {
+    match e {
+        StoreError::Database { .. } => StoreFault {
+            summary: "the store is unreachable; serving the keys held",
+            detail: e.to_string(),
+            blocks_readiness: false,
+        },
+        _ => StoreFault {
+            summary: "the keyring cannot be read",
+            detail: e.to_string(),
+            blocks_readiness: true,
+        },
     }
 }
 

@@ -81,8 +81,8 @@ pub enum StoreError {
 ///
 /// Readers call [`load`](KeyStore::load). Writers call [`lock`](KeyStore::lock)
 /// with every purpose they will change, which serialises them across
-/// processes (the file store: one lock file; a database store would take
-/// its own locks, none exists yet),
+/// processes (the file store: one lock file; PostgreSQL: an advisory lock
+/// per purpose),
 /// reads those keyrings under the lock, and [`commit`](KeyringTxn::commit)s
 /// the new ones, each atomically. Checks made between the two hold for what is
 /// committed. Dropping the transaction without committing changes nothing.
@@ -95,6 +95,15 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
 
     /// Takes the write lock of `purposes` and reads their keyrings under it.
     fn lock(&self, purposes: &[&str]) -> Result<Box<dyn KeyringTxn + '_>, StoreError>;
+
+    /// The generation of every stored keyring (a purpose never written is
+    /// absent), if this store can list them more cheaply than loading each:
+    /// a poll then loads only the keyrings whose generation moved. `None`:
+    /// load every keyring on each poll (the file store, whose reads are local
+    /// and which also notices a keyring file replaced by hand).
+    fn generations(&self) -> Result<Option<Vec<(String, u64)>>, StoreError> {
+        Ok(None)
+    }
 
     /// Starts calling `on_change` with a purpose whenever another process
     /// commits a change to it, if this store can tell (a hint that cuts

@@ -54,6 +54,7 @@ pub(super) struct Conn {
     pub(super) client: Client,
     pub(super) load: Statement,
     clock: Statement,
+    generations: Statement,
 }
 
 /// Connects in plain text or over TLS, as the URL's sslmode asked.
@@ -70,10 +71,12 @@ impl Conn {
         let load = client.prepare("SELECT document FROM signet_keyrings WHERE purpose = $1")?;
         let clock =
             client.prepare("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")?;
+        let generations = client.prepare("SELECT purpose, generation FROM signet_keyrings")?;
         Ok(Conn {
             client,
             load,
             clock,
+            generations,
         })
     }
 }
@@ -118,12 +121,16 @@ impl PostgresStore {
             Mode::Plain => None,
             _ => Some(Rustls(Arc::new(pg_tls::client_config(&mode)?))),
         };
-        let config: postgres::Config =
+        let mut config: postgres::Config =
             url.parse()
                 .map_err(|e: postgres::Error| StoreError::Database {
                     action: "parse SIGNET_DATABASE_URL",
                     reason: e.to_string(),
                 })?;
+        // Names the replica in pg_stat_activity, unless the URL does.
+        if config.get_application_name().is_none() {
+            config.application_name(&format!("signet {replica}"));
+        }
         let describe = format!(
             "{}{}",
             describe(&config),
@@ -226,6 +233,23 @@ impl KeyStore for PostgresStore {
             .map_err(|e| db_err("read a keyring", e))?;
         row.map(|r| decode(r.get::<_, &[u8]>(0), &self.location(purpose), purpose))
             .transpose()
+    }
+
+    fn generations(&self) -> Result<Option<Vec<(String, u64)>>, StoreError> {
+        let mut conn = self.conn()?;
+        let statement = conn.generations.clone();
+        let rows = conn
+            .client
+            .query(&statement, &[])
+            .map_err(|e| db_err("read the keyrings' generations", e))?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| {
+                    let generation: i64 = r.get(1);
+                    (r.get(0), u64::try_from(generation).unwrap_or(0))
+                })
+                .collect(),
+        ))
     }
 
     fn clock_offset(&self, now: crate::clock::UnixTime) -> Result<Option<i64>, StoreError> {

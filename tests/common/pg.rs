@@ -178,3 +178,23 @@ pub fn database() -> Option<String> {
         .expect("create a test database");
     Some(cluster.url(&db))
 }
+
+/// Takes the database of `url` away (`up = false`: no new connections, and
+/// every open one cut), as an outage would, or gives it back. Other tests'
+/// databases on the cluster are not touched.
+pub fn set_up(url: &str, up: bool) {
+    let db = url.rsplit("dbname=").next().unwrap().to_owned();
+    let admin_url = url.replace(&format!("dbname={db}"), "dbname=postgres");
+    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS {up}"))
+        .unwrap();
+    if !up {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&db],
+            )
+            .unwrap();
+    }
+}

@@ -248,6 +248,12 @@ impl ServeProcess {
         }
     }
 
+    /// Sends SIGKILL (no chance to clean up) and waits for the exit.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> Vec<String> {
         let pid = self.child.id().to_string();
@@ -261,5 +267,15 @@ impl ServeProcess {
             let _ = r.join();
         }
         self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServeProcess {
+    /// A test that failed half-way leaves no server running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
