@@ -298,14 +298,9 @@ fn a_replica_killed_inside_its_commit_leaves_the_old_row_and_no_lock() {
         .unwrap()
         .get(0)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while waiting(&mut watcher, "Lock") != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a never reached its history insert"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    poll_until("a reaches its history insert", || {
+        waiting(&mut watcher, "Lock") == 1
+    });
     // Killed there: the row update is done, the COMMIT never comes.
     a.kill();
     db.batch_execute("ROLLBACK").unwrap();
@@ -317,14 +312,7 @@ fn a_replica_killed_inside_its_commit_leaves_the_old_row_and_no_lock() {
         .unwrap()
         .get(0)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while gone(&mut watcher) != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a's sessions outlive it"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    poll_until("a's sessions end with it", || gone(&mut watcher) == 0);
     let answer = rt.block_on(revoking).unwrap();
     assert!(answer.is_err(), "a died before answering: {answer:?}");
 
@@ -481,6 +469,17 @@ fn a_database_outage_under_load_stops_writes_only_and_polling_catches_up() {
     for r in replicas {
         r.stop();
     }
+}
+
+/// Polls `done` every 5 ms, for at most 10 s, waiting on another process.
+fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("still waiting after 10 s until {what}");
 }
 
 fn body_mentions(v: &Value, needle: &str) -> bool {
