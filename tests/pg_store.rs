@@ -478,3 +478,83 @@ fn pg_admin(url: &str) -> String {
         .unwrap();
     format!("host={socket} port={port} user=postgres dbname={db}")
 }
+
+#[test]
+fn a_row_put_back_to_an_older_copy_is_refused_and_a_purpose_started_again_continues_its_history() {
+    use signet::service::{ProblemKind, SignRequest};
+    let Some(url) = pg::database() else { return };
+    let (home, clock, svc) = on_time_replica(&url);
+    let sign = |svc: &KeyService| {
+        svc.sign(SignRequest {
+            purpose: "access_token".into(),
+            ..Default::default()
+        })
+    };
+    let revoked = sign(&svc).unwrap().kid;
+    svc.revoke(&revoked).unwrap();
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // Someone with write access to the table puts back generation 1: an
+    // authentic document, in which the revoked key still signs.
+    db.execute(
+        "UPDATE signet_keyrings SET (generation, document) = (SELECT generation, document FROM signet_keyring_history WHERE purpose = 'access_token' AND generation = 1) WHERE purpose = 'access_token'",
+        &[],
+    )
+    .unwrap();
+    // A replica starting now never saw generation 2, and still refuses it.
+    let fresh = service(
+        &home,
+        Arc::new(PostgresStore::connect(&url, "fresh").unwrap()),
+        &clock,
+    );
+    let problems = fresh.problems();
+    let store = problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Store)
+        .unwrap_or_else(|| panic!("{problems:?}"));
+    assert!(store.blocking);
+    assert!(
+        store.detail.contains("generation 2 was committed")
+            && store.detail.contains("signet_keyring_history"),
+        "{}",
+        store.detail
+    );
+    assert!(
+        sign(&fresh).is_err(),
+        "nothing signs from a rolled-back row"
+    );
+    let err = fresh.rotate(Some("access_token"), true).unwrap_err();
+    assert!(
+        err.to_string().contains("put back to an older copy"),
+        "{err}"
+    );
+    // The replica that saw generation 2 keeps serving it.
+    svc.refresh();
+    assert_ne!(sign(&svc).unwrap().kid, revoked);
+
+    // A generation column that disagrees with the document is refused too.
+    db.execute(
+        "UPDATE signet_keyrings SET generation = 7 WHERE purpose = 'access_token'",
+        &[],
+    )
+    .unwrap();
+    let err = fresh.rotate(Some("access_token"), true).unwrap_err();
+    assert!(err.to_string().contains("in its column"), "{err}");
+
+    // Started again (row removed): a new keyring, whose generations continue
+    // the history instead of colliding with it.
+    db.execute(
+        "DELETE FROM signet_keyrings WHERE purpose = 'access_token'",
+        &[],
+    )
+    .unwrap();
+    fresh.tick().unwrap();
+    let row = db
+        .query_one(
+            "SELECT generation FROM signet_keyrings WHERE purpose = 'access_token'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 3);
+    assert!(fresh.problems().is_empty(), "{:?}", fresh.problems());
+    assert!(sign(&fresh).is_ok());
+}

@@ -274,9 +274,10 @@ fn a_replica_killed_inside_its_commit_leaves_the_old_row_and_no_lock() {
     };
     let before = row(&mut db);
 
-    // Hold the history table: a's revocation updates the row, then waits
-    // for its history row, inside its transaction, before COMMIT.
-    db.batch_execute("BEGIN; LOCK TABLE signet_keyring_history IN ACCESS EXCLUSIVE MODE")
+    // Hold the history table against writes (reads go on): a's revocation
+    // updates the row, then waits for its history row, inside its
+    // transaction, before COMMIT.
+    db.batch_execute("BEGIN; LOCK TABLE signet_keyring_history IN SHARE MODE")
         .unwrap();
     let revoking = {
         let (http, admin, kid) = (http.clone(), a.admin, kid.clone());

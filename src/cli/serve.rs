@@ -63,7 +63,7 @@ pub(super) fn run(
         public = %config.server.public_addr,
         admin = %config.server.admin_addr,
         issuer = %config.issuer,
-        store = %config.store.path.display(),
+        store = %service.describe_store(),
         "listening"
     );
     let state = AppState::new(Arc::new(service), tokens);

@@ -66,7 +66,7 @@ pub(super) fn run(
         }
         // The destination's next generation, authenticated again (the tag
         // covers it); identity, keys and timestamps as they are.
-        ring.generation = txn.current(purpose).map_or(0, |k| k.generation) + 1;
+        ring.generation = txn.next_generation(purpose);
         master.authenticate(&mut ring)?;
         txn.commit(vec![ring])?;
         copied.push(purpose.clone());

@@ -76,6 +76,13 @@ fn file_then_environment_override_defaults() {
     );
     assert!(!c.purposes.contains_key("magic_link"));
     assert_eq!(c.purposes["api_key"].typ, "api-key+jwt");
+    assert!(c.store.listen, "replicas LISTEN unless told not to");
+    let c = load(
+        "[store]\nlisten = true\n",
+        &[("SIGNET_STORE_LISTEN", "false")],
+    )
+    .unwrap();
+    assert!(!c.store.listen);
 }
 
 #[test]
@@ -123,6 +130,12 @@ fn bad_values_name_the_field_and_the_fix() {
             &["server.public_addr", "host:port"],
         ),
         ("colour = \"blue\"\n", &[], &["unknown field", "colour"]),
+        (
+            "",
+            &[("SIGNET_STORE_LISTEN", "yes")],
+            &["SIGNET_STORE_LISTEN", "true or false"],
+        ),
+        ("[store]\nlisten = \"off\"\n", &[], &["listen", "boolean"]),
         (
             "issuer = \"auth.example.com\"\n",
             &[],

@@ -138,7 +138,7 @@ impl KeyService {
             }
             // Re-authenticated under the newest key too, even with nothing to re-seal.
             if changed > 0 || !self.master.authenticated_by_all(stored) {
-                self.prepare_commit(&mut ring, Some(stored))?;
+                self.prepare_commit(&mut ring, txn.next_generation(purpose))?;
                 txn.commit(vec![ring])?;
                 count += changed;
             }
@@ -169,7 +169,7 @@ impl KeyService {
                 }
             }
             let mut ring = stored.clone();
-            self.prepare_commit(&mut ring, Some(stored))?;
+            self.prepare_commit(&mut ring, txn.next_generation(purpose))?;
             txn.commit(vec![ring])?;
             tracing::warn!(
                 purpose,
@@ -228,7 +228,7 @@ impl KeyService {
             let asked = op(&ring, now, &policy)?;
             ring.apply(&asked, now, &policy, &mut make)?;
             if !(due.is_empty() && asked.is_empty()) {
-                self.prepare_commit(&mut ring, stored)?;
+                self.prepare_commit(&mut ring, txn.next_generation(purpose))?;
                 log.push((purpose, due.steps.into_iter().chain(asked.steps)));
                 changed.push(ring);
             }
@@ -258,15 +258,11 @@ impl KeyService {
         Ok(())
     }
 
-    /// Makes `ring` the successor of `stored`: the next generation, the same
-    /// identity (a new one for a new keyring), authenticated under the newest
-    /// master key.
-    fn prepare_commit(
-        &self,
-        ring: &mut Keyring,
-        stored: Option<&Keyring>,
-    ) -> Result<(), ServiceError> {
-        ring.generation = stored.map_or(0, |k| k.generation) + 1;
+    /// Makes `ring` the stored keyring's successor: generation `next`, the
+    /// same identity (a new one for a new keyring), authenticated under the
+    /// newest master key.
+    fn prepare_commit(&self, ring: &mut Keyring, next: u64) -> Result<(), ServiceError> {
+        ring.generation = next;
         if ring.id.is_empty() {
             ring.id = random_id()?;
         }

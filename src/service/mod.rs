@@ -146,6 +146,11 @@ impl KeyService {
         self.snapshot.load()
     }
 
+    /// Where the keyrings are, for messages: never a password.
+    pub fn describe_store(&self) -> String {
+        self.store.describe()
+    }
+
     /// Calls `on_change` whenever another process changes a keyring, if the
     /// store can tell (PostgreSQL's NOTIFY); a hint to refresh at once.
     pub fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {

@@ -126,6 +126,13 @@ pub trait KeyringTxn {
     /// A locked purpose's keyring as of the lock (`None`: never written, or not locked).
     fn current(&self, purpose: &str) -> Option<&Keyring>;
 
+    /// The generation a locked purpose's next keyring must carry: one above
+    /// the current one. A store with a history continues it when a purpose
+    /// starts again (its keyring removed), so generations never repeat.
+    fn next_generation(&self, purpose: &str) -> u64 {
+        self.current(purpose).map_or(0, |k| k.generation) + 1
+    }
+
     /// Stores each keyring (of a locked purpose) atomically, then releases
     /// the lock. Each keyring's generation must be one above the one read
     /// under the lock (a compare-and-swap). Returns the stored generations.

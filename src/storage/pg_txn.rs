@@ -8,11 +8,21 @@ use super::postgres::{CHANNEL, Conn, PostgresStore, db_err};
 use super::{KeyringTxn, StoreError};
 use crate::keys::Keyring;
 
+/// A purpose locked by a [`PgTxn`].
+pub(super) struct Locked {
+    pub(super) purpose: String,
+    /// Its row's keyring; `None` if it has no row.
+    pub(super) ring: Option<Keyring>,
+    /// The generation its next keyring carries: above the row's, and above
+    /// every generation in the history (a purpose started again continues it).
+    pub(super) next: u64,
+}
+
 pub(super) struct PgTxn<'a> {
     pub(super) store: &'a PostgresStore,
     pub(super) conn: MutexGuard<'a, Conn>,
-    /// Each locked purpose with its keyring as of the lock.
-    pub(super) current: Vec<(String, Option<Keyring>)>,
+    /// Each locked purpose as of the lock.
+    pub(super) current: Vec<Locked>,
     pub(super) done: bool,
 }
 
@@ -29,8 +39,15 @@ impl KeyringTxn for PgTxn<'_> {
     fn current(&self, purpose: &str) -> Option<&Keyring> {
         self.current
             .iter()
-            .find(|(p, _)| p == purpose)
-            .and_then(|(_, k)| k.as_ref())
+            .find(|l| l.purpose == purpose)
+            .and_then(|l| l.ring.as_ref())
+    }
+
+    fn next_generation(&self, purpose: &str) -> u64 {
+        self.current
+            .iter()
+            .find(|l| l.purpose == purpose)
+            .map_or(1, |l| l.next)
     }
 
     fn commit(mut self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError> {
@@ -38,36 +55,36 @@ impl KeyringTxn for PgTxn<'_> {
         for keyring in keyrings {
             let purpose = keyring.purpose.clone();
             let location = self.store.location(&purpose);
-            let Some((_, current)) = self.current.iter().find(|(p, _)| *p == purpose) else {
+            let Some(locked) = self.current.iter().find(|l| l.purpose == purpose) else {
                 return Err(StoreError::Corrupt {
                     location,
                     reason: "was not locked by this write (a bug in signet)".into(),
                 });
             };
-            let previous = current.as_ref().map_or(0, |k| k.generation);
-            if keyring.generation != previous + 1 {
+            let previous = locked.ring.as_ref().map(|k| k.generation);
+            if keyring.generation != locked.next {
                 return Err(StoreError::Corrupt {
                     location,
                     reason: format!(
                         "would be written at generation {} instead of {} (a bug in signet)",
-                        keyring.generation,
-                        previous + 1
+                        keyring.generation, locked.next
                     ),
                 });
             }
             let document = encode(&keyring, &location)?;
-            let (generation, previous) = (to_i64(keyring.generation), to_i64(previous));
+            let generation = to_i64(keyring.generation);
             let replica = self.store.replica.clone();
             // Compare-and-swap: zero rows means another writer got there first.
-            let written = if previous == 0 {
-                self.conn.client.execute(
-                    "INSERT INTO signet_keyrings (purpose, generation, document, updated_by) VALUES ($1, $2, $3, $4) ON CONFLICT (purpose) DO NOTHING",
-                    &[&purpose, &generation, &document, &replica],
-                )
-            } else {
+            let written = if let Some(previous) = previous {
+                let previous = to_i64(previous);
                 self.conn.client.execute(
                     "UPDATE signet_keyrings SET generation = $2, document = $3, updated_at = now(), updated_by = $4 WHERE purpose = $1 AND generation = $5",
                     &[&purpose, &generation, &document, &replica, &previous],
+                )
+            } else {
+                self.conn.client.execute(
+                    "INSERT INTO signet_keyrings (purpose, generation, document, updated_by) VALUES ($1, $2, $3, $4) ON CONFLICT (purpose) DO NOTHING",
+                    &[&purpose, &generation, &document, &replica],
                 )
             }
             .map_err(|e| db_err("write a keyring", e))?;
@@ -75,7 +92,8 @@ impl KeyringTxn for PgTxn<'_> {
                 return Err(StoreError::Database {
                     action: "write a keyring",
                     reason: format!(
-                        "the {purpose} keyring changed under the lock (generation {previous} expected): nothing was written; retry"
+                        "the {purpose} keyring changed under the lock (generation {} expected): nothing was written; retry",
+                        previous.unwrap_or(0)
                     ),
                 });
             }

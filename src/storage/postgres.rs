@@ -18,7 +18,7 @@ use postgres::{Client, NoTls, Statement};
 
 use super::document::decode;
 use super::pg_tls::{self, Mode, Rustls};
-use super::pg_txn::{PgTxn, to_i64};
+use super::pg_txn::{Locked, PgTxn, to_i64};
 use super::{KeyStore, KeyringTxn, StoreError};
 use crate::keys::Keyring;
 
@@ -68,7 +68,10 @@ fn connect(config: &postgres::Config, tls: Option<&Rustls>) -> Result<Client, po
 impl Conn {
     fn open(config: &postgres::Config, tls: Option<&Rustls>) -> Result<Conn, postgres::Error> {
         let mut client = connect(config, tls)?;
-        let load = client.prepare("SELECT document FROM signet_keyrings WHERE purpose = $1")?;
+        // The row, and the newest generation its history has seen.
+        let load = client.prepare(
+            "SELECT k.generation, k.document, (SELECT max(h.generation) FROM signet_keyring_history h WHERE h.purpose = k.purpose) FROM signet_keyrings k WHERE k.purpose = $1",
+        )?;
         let clock =
             client.prepare("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")?;
         let generations = client.prepare("SELECT purpose, generation FROM signet_keyrings")?;
@@ -167,6 +170,37 @@ impl PostgresStore {
         Ok(conn)
     }
 
+    /// The keyring of a row read by [`Conn::load`], checked like a file:
+    /// its document decodes and passes the integrity checks, its generation
+    /// column agrees with the document, and no later generation was ever
+    /// committed (the history keeps them): a row put back to an older,
+    /// authentic document, which may hold a since-revoked key, is refused,
+    /// even by a process that never saw the newer one.
+    fn keyring_of(&self, row: &postgres::Row, purpose: &str) -> Result<Keyring, StoreError> {
+        let location = self.location(purpose);
+        let ring = decode(row.get::<_, &[u8]>(1), &location, purpose)?;
+        let column: i64 = row.get(0);
+        if u64::try_from(column).ok() != Some(ring.generation) {
+            return Err(StoreError::Corrupt {
+                location,
+                reason: format!(
+                    "has generation {column} in its column but {} in its document (altered by hand?)",
+                    ring.generation
+                ),
+            });
+        }
+        let newest: Option<i64> = row.get(2);
+        if let Some(newest) = newest.filter(|n| *n > column) {
+            return Err(StoreError::Corrupt {
+                location,
+                reason: format!(
+                    "is at generation {column}, but generation {newest} was committed (signet_keyring_history): the row was put back to an older copy, which may hold a revoked key; restore generation {newest} from the history"
+                ),
+            });
+        }
+        Ok(ring)
+    }
+
     pub(super) fn location(&self, purpose: &str) -> String {
         format!("the {purpose} row of {}", self.describe)
     }
@@ -231,8 +265,7 @@ impl KeyStore for PostgresStore {
             .client
             .query_opt(&statement, &[&purpose])
             .map_err(|e| db_err("read a keyring", e))?;
-        row.map(|r| decode(r.get::<_, &[u8]>(0), &self.location(purpose), purpose))
-            .transpose()
+        row.map(|r| self.keyring_of(&r, purpose)).transpose()
     }
 
     fn generations(&self) -> Result<Option<Vec<(String, u64)>>, StoreError> {
@@ -304,10 +337,29 @@ impl KeyStore for PostgresStore {
                 .client
                 .query_opt(&statement, &[&purpose])
                 .map_err(|e| db_err("read a keyring", e))?;
-            let ring = row
-                .map(|r| decode(r.get::<_, &[u8]>(0), &self.location(purpose), purpose))
-                .transpose()?;
-            txn.current.push((purpose.to_owned(), ring));
+            let ring = row.map(|r| self.keyring_of(&r, purpose)).transpose()?;
+            let next = match &ring {
+                Some(ring) => ring.generation + 1,
+                // No row: a first keyring, or one started again after its row
+                // was removed; generations continue the history.
+                None => {
+                    let newest: Option<i64> = txn
+                        .conn
+                        .client
+                        .query_one(
+                            "SELECT max(generation) FROM signet_keyring_history WHERE purpose = $1",
+                            &[&purpose],
+                        )
+                        .map_err(|e| db_err("read a keyring's history", e))?
+                        .get(0);
+                    newest.map_or(0, |n| u64::try_from(n).unwrap_or(0)) + 1
+                }
+            };
+            txn.current.push(Locked {
+                purpose: purpose.to_owned(),
+                ring,
+                next,
+            });
         }
         Ok(Box::new(txn))
     }
