@@ -62,9 +62,11 @@
 //! - `scheduler` (feature `server`): cron jobs per purpose and the periodic check; both only apply what `keys` says is due.
 //! - `server` (feature `server`): `run(listeners, state, shutdown)`: both listeners plus the scheduler.
 //! - `verifier` (feature `verifier`): the JWKS client services embed; with `axum`, the `Verified<C>` extractor.
+//! - `crypto`: the crypto backend chosen at build time (aws-lc-rs or ring); nothing else names either.
 //! - `cli` (feature `server`): the `signet` command line; `main.rs` only calls it.
 
 pub mod clock;
+pub mod crypto;
 pub mod keys;
 
 #[cfg(feature = "server")]

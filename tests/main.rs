@@ -4,6 +4,7 @@
 
 mod admin;
 mod attack;
+mod backends;
 mod cli;
 mod common;
 mod connections;

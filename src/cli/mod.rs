@@ -26,9 +26,16 @@ use crate::service::{ServiceError, SignError};
 use crate::storage::StoreError;
 use crate::storage::seal::MASTER_KEY_FILE;
 
+/// `signet --version`: the version and the crypto backend built in.
+const VERSION: &str = if cfg!(feature = "aws-lc-rs") {
+    concat!(env!("CARGO_PKG_VERSION"), " (crypto: aws-lc-rs)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (crypto: ring)")
+};
+
 /// signet: rotating asymmetric JWT signing keys, published as a JWKS.
 #[derive(Parser, Debug)]
-#[command(name = "signet", version, about)]
+#[command(name = "signet", version = VERSION, about)]
 pub struct Cli {
     /// Configuration file (default: $SIGNET_CONFIG, else ./signet.toml if present).
     #[arg(long, global = true, value_name = "FILE")]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ring::rand::{SecureRandom, SystemRandom};
+use crate::crypto::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -66,7 +66,7 @@ pub enum TokenSource {
 }
 
 fn digest(token: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, token);
+    let d = crate::crypto::digest::digest(&crate::crypto::digest::SHA256, token);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out

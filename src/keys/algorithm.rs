@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ring::signature as sig;
+use crate::crypto::signature as sig;
 use serde::{Deserialize, Serialize};
 
 /// A JWS signature algorithm (RFC 7518 §3.1, RFC 8037 §3.1).

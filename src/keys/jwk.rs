@@ -197,8 +197,8 @@ pub fn thumbprint(jwk: &PublicJwk) -> Option<String> {
         ),
         _ => return None,
     };
-    Some(b64(ring::digest::digest(
-        &ring::digest::SHA256,
+    Some(b64(crate::crypto::digest::digest(
+        &crate::crypto::digest::SHA256,
         canonical.as_bytes(),
     )
     .as_ref()))

@@ -1,14 +1,15 @@
-//! Key material: generating keypairs, parsing them once into ring key pairs,
-//! and the raw signature and verification primitives.
+//! Key material: generating keypairs, parsing them once into the crypto
+//! backend's key pairs ([`crate::crypto`]: aws-lc-rs or ring), and the raw
+//! signature and verification primitives.
 //!
-//! ring generates Ed25519 and P-256 keys and performs every signature and
-//! verification. The `rsa` crate only generates RSA keys: its private-key
-//! operations are not constant-time (RUSTSEC-2023-0071), so it never signs.
+//! The backend generates every key and performs every signature and
+//! verification; in the ring build only, the `rsa` crate generates RSA keys
+//! (ring cannot), and never signs.
 
 use std::fmt;
 
-use ring::rand::SystemRandom;
-use ring::signature::{self as sig, KeyPair as _};
+use crate::crypto::rand::SystemRandom;
+use crate::crypto::signature::{self as sig, KeyPair as _};
 use zeroize::Zeroizing;
 
 use super::jwk::{PublicJwk, PublicMembers};
@@ -23,7 +24,7 @@ pub enum KeyError {
     InvalidPrivateKey {
         /// The algorithm the key was meant for.
         alg: Algorithm,
-        /// ring's or rsa's reason.
+        /// The crypto backend's reason.
         reason: String,
     },
     /// An RSA modulus size signet does not generate.
@@ -32,7 +33,7 @@ pub enum KeyError {
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Random,
-    /// A signing operation failed (ring refuses only on RNG failure).
+    /// A signing operation failed (the backend refuses only on RNG failure).
     #[error("signing failed")]
     Signing,
 }
@@ -85,30 +86,14 @@ pub fn generate(alg: Algorithm, rsa_bits: u32) -> Result<Pkcs8, KeyError> {
     Ok(Pkcs8(Zeroizing::new(der)))
 }
 
-#[cfg(feature = "server")]
 fn generate_rsa(bits: u32) -> Result<Vec<u8>, KeyError> {
-    use rsa::pkcs8::EncodePrivateKey;
     if !RSA_BITS.contains(&bits) {
         return Err(KeyError::RsaBits(bits));
     }
-    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits as usize).map_err(|e| {
-        KeyError::InvalidPrivateKey {
-            alg: Algorithm::RS256,
-            reason: e.to_string(),
-        }
-    })?;
-    let doc = key
-        .to_pkcs8_der()
-        .map_err(|e| KeyError::InvalidPrivateKey {
-            alg: Algorithm::RS256,
-            reason: e.to_string(),
-        })?;
-    Ok(doc.as_bytes().to_vec())
-}
-
-#[cfg(not(feature = "server"))]
-fn generate_rsa(bits: u32) -> Result<Vec<u8>, KeyError> {
-    Err(KeyError::RsaBits(bits))
+    crate::crypto::generate_rsa(bits).map_err(|reason| KeyError::InvalidPrivateKey {
+        alg: Algorithm::RS256,
+        reason,
+    })
 }
 
 enum Pair {
@@ -117,7 +102,7 @@ enum Pair {
     Ec(sig::EcdsaKeyPair),
 }
 
-/// A private key parsed once into ring's key pair: what the signing path holds.
+/// A private key parsed once into the backend's key pair: what the signing path holds.
 ///
 /// `Debug` prints the kid and algorithm only.
 pub struct SigningKey {
@@ -141,7 +126,7 @@ impl SigningKey {
     /// Parses a PKCS#8 private key for `alg` and derives its public JWK.
     pub fn from_pkcs8(alg: Algorithm, pkcs8: &Pkcs8) -> Result<SigningKey, KeyError> {
         let der = pkcs8.expose_der();
-        let invalid = |e: ring::error::KeyRejected| KeyError::InvalidPrivateKey {
+        let invalid = |e: crate::crypto::error::KeyRejected| KeyError::InvalidPrivateKey {
             alg,
             reason: e.to_string(),
         };
@@ -154,7 +139,7 @@ impl SigningKey {
             }
             KeyFamily::P256 => {
                 let kp =
-                    sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
+                    crate::crypto::ecdsa_from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der)
                         .map_err(invalid)?;
                 let point = kp.public_key().as_ref();
                 let members = PublicMembers::Ec {
@@ -165,7 +150,7 @@ impl SigningKey {
             }
             KeyFamily::Rsa => {
                 let kp = sig::RsaKeyPair::from_pkcs8(der).map_err(invalid)?;
-                let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public());
+                let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public_key());
                 let (padding, _) = alg.spec().rsa.ok_or(KeyError::Signing)?;
                 (
                     Pair::Rsa(kp, padding),
@@ -205,7 +190,7 @@ impl SigningKey {
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| KeyError::Signing),
             Pair::Rsa(kp, padding) => {
-                let mut out = vec![0; kp.public().modulus_len()];
+                let mut out = vec![0; kp.public_key().modulus_len()];
                 kp.sign(*padding, &self.rng, message, &mut out)
                     .map_err(|_| KeyError::Signing)?;
                 Ok(out)

@@ -3,7 +3,7 @@
 
 use super::{KeyInfo, KeyService, ServiceError};
 use crate::clock::UnixTime;
-use ring::rand::{SecureRandom, SystemRandom};
+use crate::crypto::rand::{SecureRandom, SystemRandom};
 
 use crate::keys::jwk::b64;
 use crate::keys::{

@@ -42,7 +42,7 @@ impl Rendered {
             keys: keys.collect(),
         })
         .unwrap_or_default();
-        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        let digest = crate::crypto::digest::digest(&crate::crypto::digest::SHA256, &body);
         let etag = format!("\"{}\"", b64(&digest.as_ref()[..18]));
         Rendered {
             etag: Bytes::from(etag),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
+use crate::crypto::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 use serde_json::{Map, Value};
 

@@ -105,7 +105,7 @@ pub(super) fn client_config(mode: &Mode) -> Result<rustls::ClientConfig, StoreEr
         action: "set up TLS to the database",
         reason,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::crypto::tls_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| fail(e.to_string()))?;

@@ -18,11 +18,11 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::crypto::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use crate::crypto::rand::{SecureRandom, SystemRandom};
+use crate::crypto::{hkdf, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
-use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
 
 use super::StoreError;
@@ -305,7 +305,7 @@ impl MasterKey {
     fn new(bytes: &[u8]) -> Result<MasterKey, StoreError> {
         let mut input = b"signet master key id\0".to_vec();
         input.extend_from_slice(bytes);
-        let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+        let digest = crate::crypto::digest::digest(&crate::crypto::digest::SHA256, &input);
         zeroize::Zeroize::zeroize(&mut input);
         let id = b64(&digest.as_ref()[..9]);
         let key = UnboundKey::new(&AES_256_GCM, bytes)

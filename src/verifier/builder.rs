@@ -25,13 +25,13 @@ pub const DEFAULT_MAX_BODY: usize = 512 * 1024;
 /// roots. Nothing process-wide is installed, so an application that uses
 /// another rustls provider is unaffected.
 pub fn tls_config() -> Result<rustls::ClientConfig, String> {
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .and_then(|b| b.with_platform_verifier())
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth())
+    Ok(
+        rustls::ClientConfig::builder_with_provider(Arc::new(crate::crypto::tls_provider()))
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_platform_verifier())
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth(),
+    )
 }
 
 impl Verifier {

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# signet against its peers, in one run on this machine, with the ratios:
+#   - the crypto floor (aws-lc-rs and ring directly) and signet's in-process
+#     signing and verification (criterion: `cargo bench --bench peers`);
+#   - jose (Node), PyJWT and jwcrypto (Python) verifying signet's tokens from
+#     its JWKS, and signing with keys of the same kind (tests/interop/*/bench.*);
+#   - the running server: POST /v1/tokens, and GET /.well-known/jwks.json
+#     against nginx serving the same bytes as a static file (wrk).
+#
+# Needs the interop clients (tests/interop/setup.sh) and wrk; installs nginx
+# and wrk with apt if they are missing. Prints a Markdown table for the
+# README. WRK_SECONDS (default 6) and PEER_SECONDS (default 2) set the
+# durations.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+wrk_seconds=${WRK_SECONDS:-6}
+peer_seconds=${PEER_SECONDS:-2}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need nginx; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
+fi
+[ -x tests/interop/python/.venv/bin/python ] && [ -d tests/interop/node/node_modules ] || tests/interop/setup.sh
+
+echo "== criterion: floors and signet in-process" >&2
+SIGNET_PEERS_INPUT=$work/input.json cargo bench --bench peers -- --noplot >&2
+python3 - "$work/input.json" "$peer_seconds" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["seconds"] = float(sys.argv[2])
+json.dump(spec, open(sys.argv[1], "w"))
+PY
+
+echo "== jose, PyJWT, jwcrypto" >&2
+node tests/interop/node/bench.mjs "$work/input.json" > "$work/peers.jsonl"
+tests/interop/python/.venv/bin/python tests/interop/python/bench.py "$work/input.json" >> "$work/peers.jsonl"
+
+echo "== the running server, and nginx" >&2
+cargo build --release --quiet
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+public=$(free_port); admin=$(free_port); static=$(free_port)
+token=bench-admin-token-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+mkdir -p "$work/home"
+cat > "$work/home/signet.toml" <<TOML
+[purposes.access_token]
+algorithms = ["EdDSA", "RS256", "ES256"]
+TOML
+(cd "$work/home" && SIGNET_MASTER_KEYS=$(openssl rand -base64 32) SIGNET_ADMIN_TOKENS="bench:signer:$token" \
+  exec "$OLDPWD/target/release/signet" serve --public-addr "127.0.0.1:$public" --admin-addr "127.0.0.1:$admin" \
+  > "$work/serve.log" 2>&1) &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$public/readyz" >/dev/null && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$public/readyz" >/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+
+wrk_run() { # name, then wrk arguments; appends "name rps p99_ms" to wrk.txt
+  local name=$1; shift
+  local out
+  out=$(wrk -t1 -c32 -d"${wrk_seconds}s" --latency "$@")
+  echo "$out" >&2
+  local rps p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}')
+  echo "$name $rps $p99" >> "$work/wrk.txt"
+}
+for alg in EdDSA RS256 ES256; do
+  ALG=$alg TOKEN=$token wrk_run "sign-$alg" -s benches/peers/sign.lua "http://127.0.0.1:$admin/v1/tokens"
+done
+wrk_run jwks-signet "http://127.0.0.1:$public/.well-known/jwks.json"
+
+# nginx serves the same bytes, as a static file with an ETag, one worker per core.
+mkdir -p "$work/www/.well-known" "$work/nginx"
+curl -sf "http://127.0.0.1:$public/.well-known/jwks.json" > "$work/www/.well-known/jwks.json"
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  types { application/json json; }
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx;
+  scgi_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$static;
+    root $work/www;
+  }
+}
+CONF
+nginx -c "$work/nginx/nginx.conf" &
+pids+=($!)
+for _ in $(seq 50); do
+  curl -sf "http://127.0.0.1:$static/.well-known/jwks.json" >/dev/null && break
+  sleep 0.1
+done
+wrk_run jwks-nginx "http://127.0.0.1:$static/.well-known/jwks.json"
+
+python3 benches/peers/table.py "$work" target/criterion
