@@ -68,6 +68,10 @@ wrk_run() { # name, then wrk arguments; appends "name rps p99_ms" to wrk.txt
   local out
   out=$(wrk -t1 -c32 -d"${wrk_seconds}s" --latency "$@")
   echo "$out" >&2
+  if echo "$out" | grep -q "Non-2xx"; then
+    echo "$name: some responses were errors; the figure would be meaningless" >&2
+    exit 1
+  fi
   local rps p99
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}')
@@ -80,6 +84,8 @@ wrk_run jwks-signet "http://127.0.0.1:$public/.well-known/jwks.json"
 
 # nginx serves the same bytes, as a static file with an ETag, one worker per core.
 mkdir -p "$work/www/.well-known" "$work/nginx"
+# nginx's workers run as an unprivileged user: let them read the file.
+chmod -R a+rX "$work"
 curl -sf "http://127.0.0.1:$public/.well-known/jwks.json" > "$work/www/.well-known/jwks.json"
 cat > "$work/nginx/nginx.conf" <<CONF
 worker_processes auto;

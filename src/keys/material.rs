@@ -199,36 +199,117 @@ impl SigningKey {
     }
 }
 
+/// A public key parsed once for verification, as held by the verifier's key
+/// cache and the server's snapshot. With aws-lc-rs it is the backend's parsed
+/// key, so a verification does not decode the key again; ring has no parsed
+/// public keys and decodes the bytes kept here on every verification.
+///
+/// A key that cannot be parsed (malformed, or not of its algorithm's family)
+/// is kept as such and verifies nothing.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    alg: Algorithm,
+    parsed: Parsed,
+}
+
+#[derive(Clone)]
+enum Parsed {
+    #[cfg(feature = "aws-lc-rs")]
+    Backend(sig::ParsedPublicKey),
+    #[cfg(not(feature = "aws-lc-rs"))]
+    Bytes(Vec<u8>),
+    #[cfg(not(feature = "aws-lc-rs"))]
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    Invalid,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let valid = !matches!(self.parsed, Parsed::Invalid);
+        write!(f, "VerifyingKey(alg={}, valid={valid})", self.alg)
+    }
+}
+
+impl VerifyingKey {
+    /// Parses the public members of a key of `alg`.
+    pub fn new(alg: Algorithm, key: &PublicMembers) -> VerifyingKey {
+        let spec = alg.spec();
+        let bytes = match (alg.family(), key) {
+            (KeyFamily::Ed25519, PublicMembers::Okp { x }) => Some(x.clone()),
+            (KeyFamily::P256, PublicMembers::Ec { x, y }) => {
+                let mut point = Vec::with_capacity(65);
+                point.push(4);
+                point.extend_from_slice(x);
+                point.extend_from_slice(y);
+                Some(point)
+            }
+            _ => None,
+        };
+        #[cfg(feature = "aws-lc-rs")]
+        let parsed = match (bytes, key, spec.rsa) {
+            (Some(bytes), _, _) => sig::ParsedPublicKey::new(spec.verify, bytes).ok(),
+            (None, PublicMembers::Rsa { n, e }, Some((_, params)))
+                if alg.family() == KeyFamily::Rsa =>
+            {
+                sig::RsaPublicKeyComponents { n, e }
+                    .to_parsed_public_key(params)
+                    .ok()
+            }
+            _ => None,
+        }
+        .map_or(Parsed::Invalid, Parsed::Backend);
+        #[cfg(not(feature = "aws-lc-rs"))]
+        let parsed = match (bytes, key) {
+            (Some(bytes), _) => Parsed::Bytes(bytes),
+            (None, PublicMembers::Rsa { n, e }) if alg.family() == KeyFamily::Rsa => Parsed::Rsa {
+                n: n.clone(),
+                e: e.clone(),
+            },
+            _ => Parsed::Invalid,
+        };
+        VerifyingKey { alg, parsed }
+    }
+
+    /// The algorithm this key verifies.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// Whether `signature` is this key's over `message`. False for a bad
+    /// signature, an unusable key, or an RSA key outside 2048-8192 bits;
+    /// never panics.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.parsed {
+            #[cfg(feature = "aws-lc-rs")]
+            Parsed::Backend(key) => key.verify_sig(message, signature).is_ok(),
+            #[cfg(not(feature = "aws-lc-rs"))]
+            Parsed::Bytes(bytes) => sig::UnparsedPublicKey::new(self.alg.spec().verify, bytes)
+                .verify(message, signature)
+                .is_ok(),
+            #[cfg(not(feature = "aws-lc-rs"))]
+            Parsed::Rsa { n, e } => self.alg.spec().rsa.is_some_and(|(_, params)| {
+                sig::RsaPublicKeyComponents { n, e }
+                    .verify(params, message, signature)
+                    .is_ok()
+            }),
+            Parsed::Invalid => false,
+        }
+    }
+}
+
 /// Verifies a raw signature over `message` with a public key of `alg`.
 ///
 /// Returns false for a bad signature, a malformed key, or an RSA key outside
-/// 2048-8192 bits; never panics.
+/// 2048-8192 bits; never panics. To verify several signatures with one key,
+/// parse it once into a [`VerifyingKey`].
 pub fn verify_signature(
     alg: Algorithm,
     key: &PublicMembers,
     message: &[u8],
     signature: &[u8],
 ) -> bool {
-    let verify = alg.spec().verify;
-    match (alg.family(), key) {
-        (KeyFamily::Ed25519, PublicMembers::Okp { x }) => sig::UnparsedPublicKey::new(verify, x)
-            .verify(message, signature)
-            .is_ok(),
-        (KeyFamily::P256, PublicMembers::Ec { x, y }) => {
-            let mut point = Vec::with_capacity(65);
-            point.push(4);
-            point.extend_from_slice(x);
-            point.extend_from_slice(y);
-            sig::UnparsedPublicKey::new(verify, &point)
-                .verify(message, signature)
-                .is_ok()
-        }
-        (KeyFamily::Rsa, PublicMembers::Rsa { n, e }) => match alg.spec().rsa {
-            Some((_, params)) => sig::RsaPublicKeyComponents { n, e }
-                .verify(params, message, signature)
-                .is_ok(),
-            None => false,
-        },
-        _ => false,
-    }
+    VerifyingKey::new(alg, key).verify(message, signature)
 }

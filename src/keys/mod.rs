@@ -32,7 +32,9 @@ pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
 pub use jwk::{PublicJwk, PublicMembers, thumbprint};
 #[cfg(feature = "server")]
 pub use keyring::Keyring;
-pub use material::{KeyError, Pkcs8, RSA_BITS, SigningKey, generate, verify_signature};
+pub use material::{
+    KeyError, Pkcs8, RSA_BITS, SigningKey, VerifyingKey, generate, verify_signature,
+};
 #[cfg(feature = "server")]
 pub use plan::{NewKey, Plan, Refusal, Step};
 #[cfg(feature = "server")]

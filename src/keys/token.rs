@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::jwk::{b64, b64_decode};
-use super::{Algorithm, KeyError, PublicMembers, SigningKey, verify_signature};
+use super::{Algorithm, KeyError, SigningKey, VerifyingKey};
 use crate::clock::UnixTime;
 
 /// Tokens longer than this are refused before any decoding.
@@ -172,18 +172,17 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
 }
 
 impl Parsed<'_> {
-    /// Verifies the signature with `key` (whose own algorithm is `key_alg`)
-    /// and then the claims; returns the claims.
+    /// Verifies the signature with `key` (of its own algorithm) and then the
+    /// claims; returns the claims.
     pub fn verify(
         self,
-        key_alg: Algorithm,
-        key: &PublicMembers,
+        key: &VerifyingKey,
         expect: &Expectations<'_>,
     ) -> Result<Map<String, Value>, VerifyError> {
-        if self.alg != key_alg {
+        if self.alg != key.alg() {
             return Err(VerifyError::DisallowedAlg(self.alg.to_string()));
         }
-        if !verify_signature(key_alg, key, self.signing_input.as_bytes(), &self.signature) {
+        if !key.verify(self.signing_input.as_bytes(), &self.signature) {
             return Err(VerifyError::BadSignature);
         }
         if let Some(expected) = expect.typ {
@@ -262,14 +261,15 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64
 
 /// `typ` values compare case-insensitively, with or without `application/` (RFC 7515 §4.1.9).
 fn same_typ(expected: &str, found: &str) -> bool {
-    let strip = |t: &str| {
-        let lower = t.to_ascii_lowercase();
-        lower
-            .strip_prefix("application/")
-            .map(str::to_owned)
-            .unwrap_or(lower)
-    };
-    strip(expected) == strip(found)
+    // On every verification: compared in place, no allocation.
+    fn strip(t: &str) -> &str {
+        const PREFIX: &str = "application/";
+        match t.get(..PREFIX.len()) {
+            Some(p) if p.eq_ignore_ascii_case(PREFIX) => &t[PREFIX.len()..],
+            _ => t,
+        }
+    }
+    strip(expected).eq_ignore_ascii_case(strip(found))
 }
 
 fn valid_kid(kid: &str) -> bool {
@@ -338,6 +338,27 @@ mod tests {
         }
     }
 
+    /// RFC 7515 §4.1.9: `typ` compares case-insensitively, and a media type
+    /// may carry the `application/` prefix or not.
+    #[test]
+    fn typ_compares_as_a_media_type() {
+        for (expected, found, same) in [
+            ("at+jwt", "at+jwt", true),
+            ("at+jwt", "AT+JWT", true),
+            ("at+jwt", "application/at+jwt", true),
+            ("application/at+jwt", "Application/At+Jwt", true),
+            ("application/at+jwt", "at+jwt", true),
+            ("at+jwt", "jwt", false),
+            ("at+jwt", "application/jwt", false),
+            ("at+jwt", "applicatio", false),
+            ("at+jwt", "", false),
+            ("at+jwt", "applicatioñ/at+jwt", false),
+            ("at+jwt", "at+jwt ", false),
+        ] {
+            assert_eq!(same_typ(expected, found), same, "{expected:?} vs {found:?}");
+        }
+    }
+
     /// Every single-character change to a valid token is refused, and nothing panics.
     #[test]
     fn no_single_character_mutation_verifies() {
@@ -347,9 +368,8 @@ mod tests {
         let claims =
             serde_json::json!({"iss": "https://issuer.example", "sub": "u", "exp": now.0 + 60});
         let token = sign_compact(&k, &header, claims.to_string().as_bytes()).unwrap();
-        let members = k.public_jwk().members().unwrap();
-        let check =
-            |t: &str| parse(t).and_then(|p| p.verify(Algorithm::EdDSA, &members, &expect(now)));
+        let members = VerifyingKey::new(Algorithm::EdDSA, &k.public_jwk().members().unwrap());
+        let check = |t: &str| parse(t).and_then(|p| p.verify(&members, &expect(now)));
         assert!(check(&token).is_ok());
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;

@@ -18,7 +18,7 @@ use crate::clock::UnixTime;
 use crate::config::PurposeConfig;
 use crate::keys::jwk::b64;
 use crate::keys::token::encode_header;
-use crate::keys::{Algorithm, KeyRecord, KeyState, Keyring, PublicJwk, PublicMembers, SigningKey};
+use crate::keys::{Algorithm, KeyRecord, KeyState, Keyring, PublicJwk, SigningKey, VerifyingKey};
 use crate::storage::StoreError;
 use crate::storage::seal::MasterKeys;
 
@@ -65,8 +65,8 @@ pub struct Signer {
 pub struct VerifyKey {
     /// Its algorithm.
     pub alg: Algorithm,
-    /// Its public members.
-    pub members: PublicMembers,
+    /// Its public key, parsed once.
+    pub key: VerifyingKey,
     /// It is unpublished from this instant.
     pub expires_at: Option<UnixTime>,
 }
@@ -136,7 +136,7 @@ impl PurposeKeys {
                     key.kid.clone(),
                     VerifyKey {
                         alg: key.alg,
-                        members,
+                        key: VerifyingKey::new(key.alg, &members),
                         expires_at: key.expires_at,
                     },
                 );

@@ -238,7 +238,7 @@ impl KeyService {
             leeway: config.leeway,
             now,
         };
-        let claims = parsed.verify(key.alg, &key.members, &expect)?;
+        let claims = parsed.verify(&key.key, &expect)?;
         Ok(Verified { claims, kid })
     }
 }

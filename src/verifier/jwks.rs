@@ -7,13 +7,14 @@ use std::time::Duration;
 use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use serde_json::Value;
 
-use crate::keys::{Algorithm, PublicJwk, PublicMembers};
+use crate::keys::{Algorithm, PublicJwk, PublicMembers, VerifyingKey};
 
 /// A usable verification key.
 #[derive(Debug, Clone)]
 pub(crate) struct Key {
     pub(crate) alg: Algorithm,
-    pub(crate) members: PublicMembers,
+    /// Parsed once, when the key set is fetched.
+    pub(crate) key: VerifyingKey,
 }
 
 /// What a fetch returned.
@@ -191,7 +192,8 @@ fn vet(entry: &Value) -> Result<(String, Key), String> {
             return Err(format!("RSA modulus of {bits} bits, under 2048"));
         }
     }
-    Ok((jwk.kid, Key { alg, members }))
+    let key = VerifyingKey::new(alg, &members);
+    Ok((jwk.kid, Key { alg, key }))
 }
 
 #[cfg(test)]

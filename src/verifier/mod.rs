@@ -187,7 +187,7 @@ impl Verifier {
             leeway: cfg.leeway,
             now: cfg.clock.now(),
         };
-        let claims = parsed.verify(key.alg, &key.members, &expect)?;
+        let claims = parsed.verify(&key.key, &expect)?;
         let claims = serde_json::from_value(Value::Object(claims))
             .map_err(|e| VerifyError::Malformed(format!("claims: {e}")))?;
         Ok(Verified { claims, kid, alg })
