@@ -48,20 +48,32 @@ cargo build --release --quiet
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 public=$(free_port); admin=$(free_port); static=$(free_port)
 token=bench-admin-token-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
-mkdir -p "$work/home"
-cat > "$work/home/signet.toml" <<TOML
-[purposes.access_token]
-algorithms = ["EdDSA", "RS256", "ES256"]
-TOML
-(cd "$work/home" && SIGNET_MASTER_KEYS=$(openssl rand -base64 32) SIGNET_ADMIN_TOKENS="bench:signer:$token" \
-  exec "$OLDPWD/target/release/signet" serve --public-addr "127.0.0.1:$public" --admin-addr "127.0.0.1:$admin" \
-  > "$work/serve.log" 2>&1) &
-pids+=($!)
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$public/readyz" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$public/readyz" >/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+master=$(openssl rand -base64 32)
+start_signet() { # worker threads ("" for the default: one per core)
+  local home=$work/home-${1:-default}
+  mkdir -p "$home"
+  cp -r "$work/home-default/keys" "$home/" 2>/dev/null || true
+  {
+    [ -n "$1" ] && printf '[server]\nworker_threads = %s\n' "$1"
+    printf '[purposes.access_token]\nalgorithms = ["EdDSA", "RS256", "ES256"]\n'
+  } > "$home/signet.toml"
+  (cd "$home" && SIGNET_MASTER_KEYS=$master SIGNET_ADMIN_TOKENS="bench:signer:$token" \
+    exec "$OLDPWD/target/release/signet" serve --public-addr "127.0.0.1:$public" --admin-addr "127.0.0.1:$admin" \
+    > "$home/serve.log" 2>&1) &
+  signet_pid=$!
+  pids+=($signet_pid)
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$public/readyz" >/dev/null && return
+    sleep 0.1
+  done
+  cat "$home/serve.log" >&2
+  exit 1
+}
+stop_signet() {
+  kill "$signet_pid"
+  wait "$signet_pid" 2>/dev/null || true
+}
+start_signet ""
 
 wrk_run() { # name, then wrk arguments; appends "name rps p99_ms" to wrk.txt
   local name=$1; shift
@@ -82,37 +94,51 @@ for alg in EdDSA RS256 ES256; do
 done
 wrk_run jwks-signet "http://127.0.0.1:$public/.well-known/jwks.json"
 
-# nginx serves the same bytes, as a static file with an ETag, one worker per core.
-mkdir -p "$work/www/.well-known" "$work/nginx"
+# nginx serves the same bytes as a static file (with an ETag), with one
+# worker and with one per core (signet runs a worker thread per core).
+mkdir -p "$work/www/.well-known"
+curl -sf "http://127.0.0.1:$public/.well-known/jwks.json" > "$work/www/.well-known/jwks.json"
 # nginx's workers run as an unprivileged user: let them read the file.
 chmod -R a+rX "$work"
-curl -sf "http://127.0.0.1:$public/.well-known/jwks.json" > "$work/www/.well-known/jwks.json"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes auto;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
+for workers in 1 auto; do
+  conf=$work/nginx-$workers
+  mkdir -p "$conf"
+  cat > "$conf/nginx.conf" <<CONF
+worker_processes $workers;
+pid $conf/nginx.pid;
+error_log $conf/error.log;
 daemon off;
 events { worker_connections 1024; }
 http {
   access_log off;
   types { application/json json; }
-  client_body_temp_path $work/nginx;
-  proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx;
-  uwsgi_temp_path $work/nginx;
-  scgi_temp_path $work/nginx;
+  client_body_temp_path $conf;
+  proxy_temp_path $conf;
+  fastcgi_temp_path $conf;
+  uwsgi_temp_path $conf;
+  scgi_temp_path $conf;
   server {
     listen 127.0.0.1:$static;
     root $work/www;
   }
 }
 CONF
-nginx -c "$work/nginx/nginx.conf" &
-pids+=($!)
-for _ in $(seq 50); do
-  curl -sf "http://127.0.0.1:$static/.well-known/jwks.json" >/dev/null && break
-  sleep 0.1
+  nginx -c "$conf/nginx.conf" &
+  nginx_pid=$!
+  pids+=($nginx_pid)
+  for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$static/.well-known/jwks.json" >/dev/null && break
+    sleep 0.1
+  done
+  wrk_run "jwks-nginx-$workers" "http://127.0.0.1:$static/.well-known/jwks.json"
+  kill "$nginx_pid"
+  wait "$nginx_pid" 2>/dev/null || true
 done
-wrk_run jwks-nginx "http://127.0.0.1:$static/.well-known/jwks.json"
+
+# signet with one runtime worker, like nginx with one worker.
+stop_signet
+start_signet 1
+wrk_run jwks-signet-1 "http://127.0.0.1:$public/.well-known/jwks.json"
+stop_signet
 
 python3 benches/peers/table.py "$work" target/criterion

@@ -48,7 +48,7 @@
 //! `service` uses `keys` and `storage`; `keys` is pure.
 //!
 //! - [`clock`]: the one reader of the system clock; [`clock::UnixTime`] and test clocks.
-//! - [`keys`]: the pure core. Algorithms, key generation and ring signing, public
+//! - [`keys`]: the pure core. Algorithms, key generation and signing (on [`crypto`]), public
 //!   JWKs and RFC 7638 kids, the lifecycle (`state_at`, `due`, rotate, revoke; the
 //!   rules are numbered in `docs/lifecycle.md`),
 //!   strict JWT parsing and verification. No IO, no async, no clock reads.

@@ -83,10 +83,12 @@ for alg in ALGS:
 print()
 print("JWKS endpoint (wrk, 1 thread, 32 connections, the same bytes):")
 print()
-print("| server | throughput | p99 latency |")
-print("|---|---|---|")
-for name, label in [("jwks-signet", "signet `GET /.well-known/jwks.json`"), ("jwks-nginx", "nginx, static file")]:
-    rps, p99 = wrk[name]
-    print(f"| {label} | {rps:,.0f} req/s | {p99:.2f} ms |")
-s, n = wrk["jwks-signet"], wrk["jwks-nginx"]
-print(f"| signet / nginx | {s[0] / n[0]:.2f}× | {s[1] / n[1]:.2f}× |")
+print("| | signet | nginx (static file) | signet / nginx |")
+print("|---|---|---|---|")
+for label, ours, theirs in [
+    ("1 worker", "jwks-signet-1", "jwks-nginx-1"),
+    (f"{cpus} workers (signet's default)", "jwks-signet", "jwks-nginx-auto"),
+]:
+    (s_rps, s_p99), (n_rps, n_p99) = wrk[ours], wrk[theirs]
+    print(f"| {label}: throughput | {s_rps:,.0f} req/s | {n_rps:,.0f} req/s | {s_rps / n_rps:.2f}× |")
+    print(f"| {label}: p99 latency | {s_p99:.2f} ms | {n_p99:.2f} ms | {s_p99 / n_p99:.2f}× |")

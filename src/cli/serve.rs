@@ -16,6 +16,7 @@ pub(super) fn run(
 ) -> Result<(), CliError> {
     crate::server::fit_descriptors(&mut config.server.limits);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.limits.worker_threads)
         .enable_all()
         .build()
         .map_err(|e| CliError::Usage(format!("cannot start the runtime: {e}")))?;

@@ -33,6 +33,7 @@ pub(super) struct FileServer {
     pub(super) request_timeout: Option<String>,
     pub(super) signing_concurrency: Option<usize>,
     pub(super) signing_queue: Option<usize>,
+    pub(super) worker_threads: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]

@@ -28,6 +28,10 @@ pub struct Limits {
     pub signing_concurrency: usize,
     /// Signing requests that may wait for a slot; beyond, 503 at once.
     pub signing_queue: usize,
+    /// The async runtime's worker threads (default: one per core). Fewer
+    /// than the cores leaves a core to whatever shares the host (a sidecar,
+    /// a load generator): on a small host that shortens the latency tail.
+    pub worker_threads: usize,
 }
 
 impl Limits {
@@ -64,6 +68,11 @@ impl Limits {
                 std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             )?,
             signing_queue: f.signing_queue.unwrap_or(1024),
+            worker_threads: count(
+                "server.worker_threads",
+                f.worker_threads,
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )?,
         })
     }
 }

@@ -54,7 +54,7 @@ impl Rendered {
 /// A private key ready to sign, with its header pre-rendered.
 #[derive(Debug, Clone)]
 pub struct Signer {
-    /// The ring key pair, shared with later snapshots so keys are parsed once.
+    /// The parsed key pair, shared with later snapshots so keys are parsed once.
     pub key: Arc<SigningKey>,
     /// base64url `{"alg","kid","typ"}`.
     pub header_b64: String,

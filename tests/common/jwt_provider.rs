@@ -1,11 +1,11 @@
-//! A ring-backed [`jsonwebtoken::crypto::CryptoProvider`] for the tests and
-//! the benchmark, which use the jsonwebtoken crate as a third-party verifier
-//! (and, in the benchmark, signer) next to signet, on signet's crypto stack.
+//! A [`jsonwebtoken::crypto::CryptoProvider`] on signet's crypto backend, for
+//! the tests, which use the jsonwebtoken crate as a third-party verifier
+//! next to signet.
 //!
 //! Only the algorithms signet issues are provided; HMAC and every other
 //! algorithm are refused with `InvalidAlgorithm`.
 
-#![allow(dead_code, unreachable_pub)] // shared by the tests and the benchmark
+#![allow(dead_code, unreachable_pub)] // not every test module uses every item
 
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{Error, ErrorKind};
@@ -27,7 +27,7 @@ fn from_jwt(alg: jsonwebtoken::Algorithm) -> Option<Algorithm> {
     Algorithm::ALL.into_iter().find(|a| to_jwt(*a) == alg)
 }
 
-/// signet's provider: ring for every signature and verification.
+/// signet's provider: its crypto backend for every signature and verification.
 pub static RING_PROVIDER: CryptoProvider = CryptoProvider {
     signer_factory: new_signer,
     verifier_factory: new_verifier,
