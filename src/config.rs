@@ -78,6 +78,10 @@ pub struct JwksConfig {
     /// `Cache-Control: max-age`, also the publish-ahead minimum.
     #[serde(with = "human")]
     pub max_age: Duration,
+    /// `Cache-Control: max-age` of the revocation document: how soon a
+    /// signet verifier that cached the JWKS learns of a revocation.
+    #[serde(with = "human")]
+    pub revocations_max_age: Duration,
 }
 
 /// Where keyrings live.
@@ -138,6 +142,9 @@ pub struct PurposeConfig {
     /// Whether third parties verify this purpose's tokens: its keys are in
     /// the JWKS that OIDC discovery's `jwks_uri` names.
     pub discovery: bool,
+    /// Whether a token is used once: `POST /v1/tokens/consume` records its
+    /// `jti`, and a consumed token is refused from then on.
+    pub single_use: bool,
 }
 
 /// The effective configuration.

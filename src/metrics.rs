@@ -19,11 +19,12 @@ use crate::service::{Snapshot, StoreErrors};
 type Labels = Vec<(&'static str, String)>;
 
 /// The routes whose requests are counted, as axum matches them.
-pub const ROUTES: [&str; 12] = [
+pub const ROUTES: [&str; 15] = [
     "/.well-known/jwks.json",
     "/.well-known/jwks/third-party.json",
     "/.well-known/jwks/{purpose}",
     "/.well-known/openid-configuration",
+    "/.well-known/signet/revocations.json",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -32,6 +33,8 @@ pub const ROUTES: [&str; 12] = [
     "/v1/keys",
     "/v1/keys/{purpose}/rotate",
     "/v1/keys/{kid}/revoke",
+    "/v1/tokens/revoke",
+    "/v1/tokens/consume",
 ];
 const CODES: [&str; 5] = ["2xx", "304", "4xx", "5xx", "other"];
 const STATES: [KeyState; 5] = [
@@ -42,6 +45,17 @@ const STATES: [KeyState; 5] = [
     KeyState::Revoked,
 ];
 
+/// What happened to a token, for [`Metrics::token_event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenEvent {
+    /// Revoked through the API.
+    Revoked = 0,
+    /// A single-use token consumed.
+    Consumed = 1,
+    /// A consumed token presented again, and refused.
+    ReplayRefused = 2,
+}
+
 /// signet's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,6 +65,8 @@ pub struct Metrics {
     signed: HashMap<String, HashMap<Algorithm, Counter>>,
     verified: HashMap<String, [Counter; 2]>,
     rotations: HashMap<String, [Counter; 2]>,
+    /// Per purpose: tokens revoked, consumed, replays refused.
+    token_events: HashMap<String, [Counter; 3]>,
     auth_failures: Counter,
     keys: Family<Labels, Gauge>,
     next_rotation: Family<Labels, Gauge>,
@@ -101,6 +117,12 @@ impl Metrics {
             rotations_f.clone(),
         );
         registry.register("keys", "Keys by purpose and state", keys.clone());
+        let token_events_f = Family::<Labels, Counter>::default();
+        registry.register(
+            "token_events",
+            "Tokens revoked, single-use tokens consumed, and replays of consumed tokens refused, by purpose",
+            token_events_f.clone(),
+        );
         let auth_failures = Counter::default();
         registry.register(
             "admin_auth_failures",
@@ -141,6 +163,7 @@ impl Metrics {
         let mut signed = HashMap::new();
         let mut verified = HashMap::new();
         let mut rotations = HashMap::new();
+        let mut token_events = HashMap::new();
         for (name, p) in &config.purposes {
             let base = vec![("purpose", name.clone())];
             let by_alg = p
@@ -161,6 +184,15 @@ impl Metrics {
                 name.clone(),
                 counters(&rotations_f, &base, "outcome", ["ok", "error"]),
             );
+            token_events.insert(
+                name.clone(),
+                counters(
+                    &token_events_f,
+                    &base,
+                    "event",
+                    ["revoked", "consumed", "replay_refused"],
+                ),
+            );
         }
         Metrics {
             registry,
@@ -169,6 +201,7 @@ impl Metrics {
             signed,
             verified,
             rotations,
+            token_events,
             auth_failures,
             keys,
             next_rotation,
@@ -201,6 +234,13 @@ impl Metrics {
     pub fn verified(&self, purpose: &str, valid: bool) {
         if let Some(c) = self.verified.get(purpose) {
             c[usize::from(!valid)].inc();
+        }
+    }
+
+    /// Counts a token event of `purpose`: 0 revoked, 1 consumed, 2 replay refused.
+    pub fn token_event(&self, purpose: &str, event: TokenEvent) {
+        if let Some(c) = self.token_events.get(purpose) {
+            c[event as usize].inc();
         }
     }
 

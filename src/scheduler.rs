@@ -90,6 +90,17 @@ pub async fn check(state: &Scheduled) {
     if ticked {
         refresh(state).await;
     }
+    prune(state).await;
+}
+
+/// Drops the revoked and consumed token ids whose tokens have all expired.
+async fn prune(state: &Scheduled) {
+    let service = state.service.clone();
+    match tokio::task::spawn_blocking(move || service.prune_tokens()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune expired token ids; will retry"),
+        Err(e) => tracing::error!(error = %e, "prune task failed"),
+    }
 }
 
 async fn tick(state: &Scheduled, purpose: &str) {

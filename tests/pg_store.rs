@@ -238,6 +238,8 @@ struct CountingLoads {
 }
 
 impl KeyStore for CountingLoads {
+    crate::delegate_token_lists!(inner);
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

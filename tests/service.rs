@@ -41,6 +41,8 @@ impl PausingStore {
 }
 
 impl KeyStore for PausingStore {
+    crate::delegate_token_lists!(inner);
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

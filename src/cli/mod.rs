@@ -214,7 +214,9 @@ impl CliError {
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Invalid(VerifyError::JwksUnavailable(_))
+            CliError::Invalid(
+                VerifyError::JwksUnavailable(_) | VerifyError::RevocationsUnavailable(_),
+            )
             | CliError::Unavailable(_)
             | CliError::Store(StoreError::Database { .. }) => 3,
             CliError::Refused(_) | CliError::Invalid(_) => 1,

@@ -40,6 +40,7 @@ pub(super) struct FileServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileJwks {
     pub(super) max_age: Option<String>,
+    pub(super) revocations_max_age: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -63,6 +64,7 @@ pub(super) struct FilePurpose {
     pub(super) typ: Option<String>,
     pub(super) rsa_bits: Option<u32>,
     pub(super) discovery: Option<bool>,
+    pub(super) single_use: Option<bool>,
 }
 
 /// Built-in purposes: (name, algorithm, token_ttl); `typ` from [`default_typ`].
@@ -131,6 +133,7 @@ fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, 
         typ,
         rsa_bits,
         discovery: p.discovery.or(d.discovery).unwrap_or(false),
+        single_use: p.single_use.or(d.single_use).unwrap_or(false),
     })
 }
 
@@ -153,6 +156,8 @@ pub(super) fn purposes(
             rsa_bits: Some(2048),
             // Third parties verify access tokens; the issuer verifies the rest.
             discovery: Some(name == "access_token"),
+            // A link is meant to be followed once.
+            single_use: Some(matches!(name, "magic_link" | "reset_password_link")),
         };
         purposes.insert(name.to_owned(), purpose(name, p, defaults)?);
     }
@@ -180,6 +185,7 @@ pub(super) fn purposes(
             typ: Some(default_typ(&name)),
             rsa_bits: Some(2048),
             discovery: Some(false),
+            single_use: Some(false),
         };
         purposes.insert(name.clone(), purpose(&name, p, defaults)?);
     }

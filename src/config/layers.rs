@@ -140,7 +140,28 @@ impl Layers<'_> {
                 "must be at least 1s: it is also how long a new key is published before it signs",
             ));
         }
-        Ok(JwksConfig { max_age })
+        // Default 15 s, or jwks.max_age if shorter.
+        let default = format!("{}s", max_age.as_secs().min(15));
+        let (text, field) = self.pick(
+            "SIGNET_JWKS_REVOCATIONS_MAX_AGE",
+            "jwks.revocations_max_age",
+            file.revocations_max_age,
+            &default,
+        );
+        let revocations_max_age = parse_duration(&field, &text)?;
+        if revocations_max_age.is_zero() || revocations_max_age > max_age {
+            return Err(invalid(
+                field,
+                format!(
+                    "must be at least 1s and at most jwks.max_age ({}s): it bounds how long a cached revocation document may lag",
+                    max_age.as_secs()
+                ),
+            ));
+        }
+        Ok(JwksConfig {
+            max_age,
+            revocations_max_age,
+        })
     }
 
     /// Where keyrings live.

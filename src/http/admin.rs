@@ -16,7 +16,10 @@ use serde_json::{Map, Value};
 use super::error::JsonBody;
 use super::{ApiError, AppState, Role};
 use crate::config::parse_duration;
+use crate::keys::token::VerifyError;
 use crate::keys::{Algorithm, KeyFamily};
+use crate::metrics::TokenEvent;
+use crate::service::TokenError;
 use crate::service::{KeyInfo, SignRequest, SignedToken, Verified};
 
 /// Request bodies larger than this are refused with 413.
@@ -26,6 +29,8 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
     let signer = Router::new()
         .route("/v1/tokens", post(sign))
         .route("/v1/verify", post(verify))
+        .route("/v1/tokens/consume", post(consume))
+        .route("/v1/tokens/revoke", post(revoke_token))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_signer,
@@ -180,9 +185,80 @@ async fn verify(
             format!("unknown purpose {:?}", body.purpose),
         ));
     }
-    let result = state.service.verify(&body.purpose, &body.token);
+    let single_use = state
+        .service
+        .config()
+        .purposes
+        .get(&body.purpose)
+        .is_some_and(|p| p.single_use);
+    // A single-use purpose's check reads the store: off the async workers.
+    let result = if single_use {
+        let (service, purpose, token) = (state.service.clone(), body.purpose.clone(), body.token);
+        tokio::task::spawn_blocking(move || service.verify(&purpose, &token))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    } else {
+        state.service.verify(&body.purpose, &body.token)
+    };
     state.metrics.verified(&body.purpose, result.is_ok());
+    if matches!(result, Err(VerifyError::AlreadyUsed)) {
+        state
+            .metrics
+            .token_event(&body.purpose, TokenEvent::ReplayRefused);
+    }
     result.map(Json).map_err(ApiError::InvalidToken)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeTokenBody {
+    purpose: String,
+    token: Option<String>,
+    jti: Option<String>,
+}
+
+/// Revokes one token, given whole or by `jti`: listed in the revocation
+/// document until it expires. Signers may call it (they issue the tokens).
+async fn revoke_token(
+    State(state): State<AppState>,
+    body: JsonBody<RevokeTokenBody>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let service = state.service.clone();
+    let purpose = body.purpose.clone();
+    let entry = tokio::task::spawn_blocking(move || {
+        service.revoke_token(&body.purpose, body.token.as_deref(), body.jti.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    state.metrics.token_event(&purpose, TokenEvent::Revoked);
+    Ok(Json(serde_json::json!({
+        "purpose": entry.purpose,
+        "jti": entry.jti,
+        "listed_until": entry.exp.0 + state.service.config().leeway.as_secs(),
+    })))
+}
+
+/// Verifies a single-use token and records it as used, atomically: of two
+/// concurrent consumes of one token exactly one gets 200, the other 409.
+async fn consume(
+    State(state): State<AppState>,
+    body: JsonBody<VerifyBody>,
+) -> Result<Json<Verified>, ApiError> {
+    let Json(body) = body?;
+    let service = state.service.clone();
+    let purpose = body.purpose.clone();
+    let result = tokio::task::spawn_blocking(move || service.consume(&body.purpose, &body.token))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match &result {
+        Ok(_) => state.metrics.token_event(&purpose, TokenEvent::Consumed),
+        Err(TokenError::Invalid(VerifyError::AlreadyUsed)) => state
+            .metrics
+            .token_event(&purpose, TokenEvent::ReplayRefused),
+        Err(_) => {}
+    }
+    Ok(Json(result?))
 }
 
 async fn list(State(state): State<AppState>) -> Json<Vec<KeyInfo>> {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::keys::token::VerifyError;
-use crate::service::{ServiceError, SignError};
+use crate::service::{ServiceError, SignError, TokenError};
 use crate::storage::StoreError;
 
 /// An API error.
@@ -84,6 +84,18 @@ impl ApiError {
                 "urn:signet:problem:refused",
                 "Refused",
                 Cow::Borrowed(d),
+            ),
+            ApiError::InvalidToken(e @ VerifyError::AlreadyUsed) => (
+                StatusCode::CONFLICT,
+                "urn:signet:problem:already-used",
+                "Already used",
+                Cow::Owned(e.to_string()),
+            ),
+            ApiError::InvalidToken(e @ VerifyError::RevocationsUnavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "urn:signet:problem:unavailable",
+                "Unavailable",
+                Cow::Owned(e.to_string()),
             ),
             ApiError::InvalidToken(e) => (
                 StatusCode::UNAUTHORIZED,
@@ -182,6 +194,17 @@ impl From<SignError> for ApiError {
                 ApiError::Unavailable(e.to_string())
             }
             SignError::Key(e) => ApiError::Internal(e.to_string()),
+            other => ApiError::Invalid(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Invalid(e) => ApiError::InvalidToken(e),
+            TokenError::Store(StoreError::Database { .. }) => ApiError::Unavailable(e.to_string()),
+            TokenError::Store(_) => ApiError::Internal(e.to_string()),
             other => ApiError::Invalid(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
         }
     }

@@ -46,6 +46,7 @@ pub struct Inner {
     pub signing: SignGate,
     discovery: Bytes,
     cache_control: HeaderValue,
+    revocations_cache_control: HeaderValue,
 }
 
 impl AppState {
@@ -59,6 +60,11 @@ impl AppState {
             config.jwks.max_age.as_secs()
         ))
         .unwrap_or(HeaderValue::from_static("public, max-age=300"));
+        let revocations_cache_control = HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.jwks.revocations_max_age.as_secs()
+        ))
+        .unwrap_or(HeaderValue::from_static("public, max-age=15"));
         let signing = SignGate::new(
             config.server.limits.signing_concurrency,
             config.server.limits.signing_queue,
@@ -71,6 +77,7 @@ impl AppState {
             signing,
             discovery,
             cache_control,
+            revocations_cache_control,
         }))
     }
 }

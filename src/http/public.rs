@@ -15,12 +15,14 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// The JWKS of the purposes third parties verify; discovery's `jwks_uri`.
 /// Purpose names have no `-`, so it cannot shadow a purpose's JWKS.
 pub(crate) const THIRD_PARTY_JWKS: &str = "/.well-known/jwks/third-party.json";
+use crate::verifier::REVOCATIONS_PATH as REVOCATIONS;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route(THIRD_PARTY_JWKS, get(third_party_jwks))
         .route("/.well-known/jwks/{purpose}", get(jwks_of))
+        .route(REVOCATIONS, get(revocations))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -52,12 +54,18 @@ pub(super) fn discovery_document(config: &Config) -> Vec<u8> {
         "jwks_uri": format!("{}{THIRD_PARTY_JWKS}", config.issuer),
         "id_token_signing_alg_values_supported": algs,
         "signet_purposes": purposes,
+        "signet_revocations_uri": format!("{}{REVOCATIONS}", config.issuer),
     });
     serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 /// Serves a pre-rendered JWKS: no serialisation, no lock, 304 on a matching ETag.
 fn serve(state: &AppState, rendered: &Rendered, headers: &HeaderMap) -> Response {
+    serve_with(rendered, headers, &state.cache_control)
+}
+
+/// Serves a pre-rendered document with `cache_control`.
+fn serve_with(rendered: &Rendered, headers: &HeaderMap, cache_control: &HeaderValue) -> Response {
     let fresh = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -74,7 +82,7 @@ fn serve(state: &AppState, rendered: &Rendered, headers: &HeaderMap) -> Response
     if !fresh {
         h.insert(header::CONTENT_TYPE, JSON);
     }
-    h.insert(header::CACHE_CONTROL, state.cache_control.clone());
+    h.insert(header::CACHE_CONTROL, cache_control.clone());
     // Shares the rendered bytes: no copy; base64url in quotes always validates.
     if let Ok(etag) = HeaderValue::from_maybe_shared(rendered.etag.clone()) {
         h.insert(header::ETAG, etag);
@@ -85,6 +93,16 @@ fn serve(state: &AppState, rendered: &Rendered, headers: &HeaderMap) -> Response
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snap = state.service.snapshot();
     serve(&state, &snap.jwks, &headers)
+}
+
+/// Revoked keys and tokens, cached for `jwks.revocations_max_age`.
+async fn revocations(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snap = state.service.snapshot();
+    serve_with(
+        &snap.revocations,
+        &headers,
+        &state.revocations_cache_control,
+    )
 }
 
 async fn third_party_jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {

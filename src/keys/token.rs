@@ -83,6 +83,18 @@ pub enum VerifyError {
     /// The key set could not be fetched and no usable cached copy remains.
     #[error("JWKS unavailable: {0}")]
     JwksUnavailable(String),
+    /// The signing key or the token itself was revoked
+    /// (`/.well-known/signet/revocations.json`).
+    #[error("revoked: {0}")]
+    Revoked(String),
+    /// A single-use token was already consumed.
+    #[error("already used: this single-use token was consumed before")]
+    AlreadyUsed,
+    /// Whether the token was revoked (or used) cannot be told: the
+    /// revocation document could not be fetched and no usable copy remains,
+    /// or the store cannot be read. Refused rather than risked.
+    #[error("revocation state unavailable: {0}")]
+    RevocationsUnavailable(String),
 }
 
 /// What a verified token must satisfy.

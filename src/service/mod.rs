@@ -13,6 +13,7 @@ mod change;
 mod refresh;
 mod snapshot;
 mod token;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use serde::Serialize;
 pub use refresh::{Problem, ProblemKind};
 pub use snapshot::{PurposeKeys, Rendered, Signer, Snapshot, StoreFault, VerifyKey};
 pub use token::{RESERVED_CLAIMS, SignError, SignRequest, SignedToken, Verified};
+pub use tokens::TokenError;
 
 use crate::clock::{Clock, UnixTime};
 use crate::config::Config;
@@ -100,6 +102,8 @@ pub struct KeyService {
     /// Seconds the shared store's clock is ahead of this process's, as of
     /// the last refresh (`i64::MIN`: unknown or not a shared store).
     clock_offset: std::sync::atomic::AtomicI64,
+    /// Numbers each read of the revoked-token list (see `Snapshot::revoked_read`).
+    token_reads: std::sync::atomic::AtomicU64,
 }
 
 impl KeyService {
@@ -121,6 +125,7 @@ impl KeyService {
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             store_errors: StoreErrors::default(),
             clock_offset: std::sync::atomic::AtomicI64::new(i64::MIN),
+            token_reads: std::sync::atomic::AtomicU64::new(0),
         };
         for purpose in service.config.purposes.keys() {
             // Every purpose's counter exists from the start, at zero.

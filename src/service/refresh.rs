@@ -10,7 +10,7 @@ use super::snapshot::{PurposeKeys, Snapshot, StoreFault};
 use crate::clock::UnixTime;
 use crate::config::PurposeConfig;
 use crate::keys::Keyring;
-use crate::storage::StoreError;
+use crate::storage::{StoreError, TokenList};
 
 /// Why a purpose cannot sign as the store says it should.
 #[derive(Debug, Clone, Serialize)]
@@ -85,10 +85,25 @@ impl KeyService {
             };
             updates.push((base.cloned(), Arc::new(view)));
         }
-        if updates.is_empty() {
+        // Revoked tokens: the document changes when the list does. An
+        // unreadable list keeps the last one (the keyrings' loads report an
+        // unreachable store).
+        let read = 1 + self
+            .token_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tokens = match self.store.tokens(TokenList::Revoked) {
+            Ok(list) if *list != **current.revoked_tokens => Some((read, Arc::new(list))),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list revoked tokens; keeping the last list");
+                None
+            }
+        };
+        if updates.is_empty() && tokens.is_none() {
             return false;
         }
-        self.snapshot.rcu(|snap| snap.merged(&updates));
+        self.snapshot
+            .rcu(|snap| snap.merged(&updates, tokens.as_ref()));
         true
     }
 

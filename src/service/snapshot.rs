@@ -8,7 +8,7 @@
 //! a key that cannot sign is never replaced by another (`docs/lifecycle.md`
 //! rule 1).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,8 +19,8 @@ use crate::config::PurposeConfig;
 use crate::keys::jwk::b64;
 use crate::keys::token::encode_header;
 use crate::keys::{Algorithm, KeyRecord, KeyState, Keyring, PublicJwk, SigningKey, VerifyingKey};
-use crate::storage::StoreError;
 use crate::storage::seal::MasterKeys;
+use crate::storage::{StoreError, TokenEntry};
 
 /// A JSON body rendered once, with its strong ETag.
 #[derive(Debug, Clone)]
@@ -42,6 +42,65 @@ impl Rendered {
             keys: keys.collect(),
         })
         .unwrap_or_default();
+        Rendered::of(body)
+    }
+}
+
+impl Rendered {
+    /// The revocation document: keys revoked while tokens they signed may
+    /// still be cached as valid (a revoked key stays in its keyring for the
+    /// retention, then is dropped, and so leaves the document), and revoked
+    /// tokens until their `exp` plus the leeway.
+    fn revocations<'a>(
+        purposes: impl Iterator<Item = &'a PurposeKeys>,
+        tokens: &[TokenEntry],
+    ) -> Rendered {
+        #[derive(Serialize)]
+        struct Key<'a> {
+            kid: &'a str,
+            purpose: &'a str,
+            revoked_at: u64,
+        }
+        #[derive(Serialize)]
+        struct Token<'a> {
+            jti: &'a str,
+            purpose: &'a str,
+            exp: u64,
+        }
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            revoked_keys: Vec<Key<'a>>,
+            revoked_tokens: Vec<Token<'a>>,
+        }
+        let mut revoked_keys: Vec<Key<'_>> = purposes
+            .flat_map(|p| {
+                p.keyring.keys.iter().filter_map(|k| {
+                    k.revoked_at.map(|at| Key {
+                        kid: &k.kid,
+                        purpose: &p.keyring.purpose,
+                        revoked_at: at.0,
+                    })
+                })
+            })
+            .collect();
+        revoked_keys.sort_by(|a, b| (a.purpose, a.kid).cmp(&(b.purpose, b.kid)));
+        let revoked_tokens = tokens
+            .iter()
+            .map(|t| Token {
+                jti: &t.jti,
+                purpose: &t.purpose,
+                exp: t.exp.0,
+            })
+            .collect();
+        let body = serde_json::to_vec(&Doc {
+            revoked_keys,
+            revoked_tokens,
+        })
+        .unwrap_or_default();
+        Rendered::of(body)
+    }
+
+    fn of(body: Vec<u8>) -> Rendered {
         let digest = crate::crypto::digest::digest(&crate::crypto::digest::SHA256, &body);
         let etag = format!("\"{}\"", b64(&digest.as_ref()[..18]));
         Rendered {
@@ -213,6 +272,15 @@ pub struct Snapshot {
     /// (`discovery = true`): what OIDC discovery's `jwks_uri` serves, so a
     /// generic verifier cannot take another purpose's token for an access token.
     pub third_party: Rendered,
+    /// Revoked tokens, as the store last listed them.
+    pub revoked_tokens: Arc<Vec<TokenEntry>>,
+    /// Which read of the list that was: a read started earlier never
+    /// replaces one started later (it could undo a revocation).
+    pub revoked_read: u64,
+    /// Their `jti`s, for the server's own verification.
+    pub revoked_jtis: HashSet<String>,
+    /// The revocation document (`/.well-known/signet/revocations.json`).
+    pub revocations: Rendered,
 }
 
 impl Snapshot {
@@ -222,6 +290,10 @@ impl Snapshot {
             purposes: BTreeMap::new(),
             jwks: Rendered::jwks(std::iter::empty()),
             third_party: Rendered::jwks(std::iter::empty()),
+            revoked_tokens: Arc::default(),
+            revoked_read: 0,
+            revoked_jtis: HashSet::new(),
+            revocations: Rendered::revocations(std::iter::empty(), &[]),
         }
     }
 
@@ -230,7 +302,13 @@ impl Snapshot {
     /// started when `base` was the purpose's view: it replaces the current
     /// view if that is still `base` (nothing was stored since) or is older
     /// by version (keyring generation, then build time, then clean over faulted).
-    pub fn merged(&self, updates: &[(Option<Arc<PurposeKeys>>, Arc<PurposeKeys>)]) -> Snapshot {
+    /// `tokens`, the list of revoked tokens from the read numbered `.0`,
+    /// replaces the current list if that came from an earlier read.
+    pub fn merged(
+        &self,
+        updates: &[(Option<Arc<PurposeKeys>>, Arc<PurposeKeys>)],
+        tokens: Option<&(u64, Arc<Vec<TokenEntry>>)>,
+    ) -> Snapshot {
         let mut purposes = self.purposes.clone();
         for (base, update) in updates {
             let purpose = &update.keyring.purpose;
@@ -254,10 +332,21 @@ impl Snapshot {
                 .filter(|p| p.discovery)
                 .flat_map(|p| p.published()),
         );
+        let (revoked_read, revoked_tokens) = match tokens {
+            Some((read, list)) if *read > self.revoked_read => (*read, Arc::clone(list)),
+            _ => (self.revoked_read, self.revoked_tokens.clone()),
+        };
+        let revoked_jtis = revoked_tokens.iter().map(|t| t.jti.clone()).collect();
+        let revocations =
+            Rendered::revocations(purposes.values().map(Arc::as_ref), &revoked_tokens);
         Snapshot {
             purposes,
             jwks,
             third_party,
+            revoked_tokens,
+            revoked_read,
+            revoked_jtis,
+            revocations,
         }
     }
 }

@@ -239,6 +239,7 @@ impl KeyService {
             now,
         };
         let claims = parsed.verify(&key.key, &expect)?;
+        self.check_token_lists(purpose, &claims)?;
         Ok(Verified { claims, kid })
     }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::document::{decode, encode};
 use super::small_file::{SmallFileError, read_small};
+use super::tokens::{self, TokenEntry, TokenList};
 use super::{KeyStore, KeyringTxn, StoreError};
 use crate::keys::Keyring;
 
@@ -300,6 +301,22 @@ impl FileStore {
 impl KeyStore for FileStore {
     fn describe(&self) -> String {
         format!("file store at {}", self.dir.display())
+    }
+
+    fn record_token(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
+        tokens::record(&self.dir, list, entry)
+    }
+
+    fn token_recorded(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
+        tokens::recorded(&self.dir, list, entry)
+    }
+
+    fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError> {
+        tokens::entries(&self.dir, list)
+    }
+
+    fn prune_tokens(&self, before: crate::clock::UnixTime) -> Result<usize, StoreError> {
+        tokens::prune(&self.dir, before)
     }
 
     fn load(&self, purpose: &str) -> Result<Option<Keyring>, StoreError> {

@@ -11,12 +11,14 @@ mod pg_txn;
 mod postgres;
 pub mod seal;
 pub(crate) mod small_file;
+mod tokens;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use file::{CrashPoint, FileStore};
 pub use postgres::PostgresStore;
+pub use tokens::{TokenEntry, TokenList, valid_jti};
 
 use crate::keys::{Keyring, thumbprint};
 
@@ -112,6 +114,21 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {
         let _ = on_change;
     }
+
+    /// Records a token id in `list`, atomically and durably, shared by every
+    /// process on the store: `Ok(false)` if it was already recorded (of two
+    /// concurrent records of one entry, exactly one gets `true`).
+    fn record_token(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError>;
+
+    /// Whether the entry is recorded in `list`.
+    fn token_recorded(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError>;
+
+    /// Every entry of `list`.
+    fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError>;
+
+    /// Drops every entry (of both lists) whose `exp` is before `before`;
+    /// returns how many.
+    fn prune_tokens(&self, before: crate::clock::UnixTime) -> Result<usize, StoreError>;
 
     /// Seconds by which the store's clock is ahead of `now` (this process's),
     /// for a store shared by hosts; `None` for one host's store.

@@ -19,13 +19,13 @@ use postgres::{Client, NoTls, Statement};
 use super::document::decode;
 use super::pg_tls::{self, Mode, Rustls};
 use super::pg_txn::{Locked, PgTxn, to_i64};
-use super::{KeyStore, KeyringTxn, StoreError};
+use super::{KeyStore, KeyringTxn, StoreError, TokenEntry, TokenList};
 use crate::keys::Keyring;
 
 /// The advisory lock key that serialises schema migrations.
 const MIGRATION_LOCK: i64 = 0x7369_676e_6574; // "signet"
 /// The schema version this signet writes.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// The channel replicas LISTEN on; the payload is the purpose.
 pub(crate) const CHANNEL: &str = "signet_keyrings";
 
@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS signet_keyrings (
     document   bytea NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
     updated_by text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signet_tokens (
+    list    text NOT NULL,
+    purpose text NOT NULL,
+    jti     text NOT NULL,
+    exp     bigint NOT NULL,
+    PRIMARY KEY (list, purpose, jti)
 );
 CREATE TABLE IF NOT EXISTS signet_keyring_history (
     purpose      text NOT NULL,
@@ -233,6 +240,8 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
             .query_opt("SELECT max(version) FROM signet_schema", &[])?
             .and_then(|row| row.get(0));
         match version {
+            // New, or older: the batch above created what was missing
+            // (version 2 added signet_tokens).
             None => {
                 client.execute(
                     "INSERT INTO signet_schema (version) VALUES ($1)",
@@ -240,7 +249,14 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
                 )?;
                 Ok(Ok(()))
             }
-            Some(v) if v <= SCHEMA_VERSION => Ok(Ok(())),
+            Some(v) if v < SCHEMA_VERSION => {
+                client.execute(
+                    "INSERT INTO signet_schema (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )?;
+                Ok(Ok(()))
+            }
+            Some(SCHEMA_VERSION) => Ok(Ok(())),
             Some(v) => Ok(Err(StoreError::Database {
                 action: "use the schema",
                 reason: format!(
@@ -283,6 +299,63 @@ impl KeyStore for PostgresStore {
                 })
                 .collect(),
         ))
+    }
+
+    fn record_token(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
+        // The primary key makes the insert the atomic part: of two
+        // concurrent records, one inserts and the other finds the row.
+        let mut conn = self.conn()?;
+        let written = conn
+            .client
+            .execute(
+                "INSERT INTO signet_tokens (list, purpose, jti, exp) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&list.as_str(), &entry.purpose, &entry.jti, &to_i64(entry.exp.0)],
+            )
+            .map_err(|e| db_err("record a token", e))?;
+        Ok(written == 1)
+    }
+
+    fn token_recorded(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn
+            .client
+            .query_opt(
+                "SELECT 1 FROM signet_tokens WHERE list = $1 AND purpose = $2 AND jti = $3",
+                &[&list.as_str(), &entry.purpose, &entry.jti],
+            )
+            .map_err(|e| db_err("look up a token", e))?;
+        Ok(row.is_some())
+    }
+
+    fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows = conn
+            .client
+            .query(
+                "SELECT purpose, jti, exp FROM signet_tokens WHERE list = $1 ORDER BY purpose, jti",
+                &[&list.as_str()],
+            )
+            .map_err(|e| db_err("read the token lists", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| TokenEntry {
+                purpose: r.get(0),
+                jti: r.get(1),
+                exp: crate::clock::UnixTime(u64::try_from(r.get::<_, i64>(2)).unwrap_or(0)),
+            })
+            .collect())
+    }
+
+    fn prune_tokens(&self, before: crate::clock::UnixTime) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let dropped = conn
+            .client
+            .execute(
+                "DELETE FROM signet_tokens WHERE exp < $1",
+                &[&to_i64(before.0)],
+            )
+            .map_err(|e| db_err("prune the token lists", e))?;
+        Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
     }
 
     fn clock_offset(&self, now: crate::clock::UnixTime) -> Result<Option<i64>, StoreError> {

@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use rustls_platform_verifier::BuilderVerifierExt;
 
 use super::jwks::Limits;
-use super::{BuildError, Counters, Inner, KeySet, Verifier, VerifierBuilder};
+use super::{BuildError, Counters, Inner, KeySet, Revocations, Verifier, VerifierBuilder};
 use crate::clock::{Clock, SystemClock};
 
 /// The most keys a JWKS may hold by default. A signet purpose publishes at
@@ -55,6 +55,7 @@ impl Verifier {
             any_typ: false,
             allow_http: false,
             clock: Arc::new(SystemClock),
+            revocations: Revocations::Derived,
         }
     }
 }
@@ -134,6 +135,19 @@ impl VerifierBuilder {
         self.allow_http = true;
         self
     }
+    /// The revocation document's URL (default: signet's path on the JWKS
+    /// URL's origin, `/.well-known/signet/revocations.json`).
+    pub fn revocations_url(mut self, url: impl Into<String>) -> Self {
+        self.revocations = Revocations::Url(url.into());
+        self
+    }
+    /// Checks no revocation document: a revoked key is refused only once it
+    /// leaves the cached JWKS, and revoked tokens are accepted. For a JWKS
+    /// that is not signet's; never for signet's own.
+    pub fn without_revocations(mut self) -> Self {
+        self.revocations = Revocations::Off;
+        self
+    }
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -164,6 +178,11 @@ impl VerifierBuilder {
                 });
             }
         }
+        let revocations_url = match &self.revocations {
+            Revocations::Derived => Some(super::revocations::derive_url(&url)),
+            Revocations::Url(u) => Some(u.clone()),
+            Revocations::Off => None,
+        };
         if self.min_ttl > self.max_ttl {
             return Err(BuildError::Limits(
                 "cache_ttl: min is greater than max".into(),
@@ -204,6 +223,10 @@ impl VerifierBuilder {
             refresh: tokio::sync::Mutex::new(()),
             unknown,
             counters: Counters::default(),
+            revocations_url,
+            revoked: ArcSwap::from_pointee(Default::default()),
+            revoked_attempt: AtomicU64::new(0),
+            revoked_refresh: tokio::sync::Mutex::new(()),
         })))
     }
 }

@@ -30,14 +30,19 @@ fn description(e: &VerifyError) -> &'static str {
         VerifyError::WrongIssuer { .. } => "wrong issuer",
         VerifyError::WrongAudience | VerifyError::UnexpectedAudience => "wrong audience",
         VerifyError::MissingClaim(_) | VerifyError::InvalidClaim(_) => "invalid claims",
+        VerifyError::Revoked(_) => "token revoked",
+        VerifyError::AlreadyUsed => "token already used",
         _ => "invalid token",
     }
 }
 
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
-        if let Some(e @ VerifyError::JwksUnavailable(_)) = &self.0 {
-            tracing::error!(error = %e, "cannot verify a bearer token: the signing keys are unavailable");
+        if let Some(
+            e @ (VerifyError::JwksUnavailable(_) | VerifyError::RevocationsUnavailable(_)),
+        ) = &self.0
+        {
+            tracing::error!(error = %e, "cannot verify a bearer token: the signing keys or the revocations are unavailable");
             let mut r = StatusCode::SERVICE_UNAVAILABLE.into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -39,12 +39,26 @@ pub(crate) struct Limits {
 
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
 
-pub(crate) async fn fetch(
+/// What a conditional GET returned.
+pub(crate) enum Got {
+    /// 200: the body, its ETag and its `Cache-Control: max-age`.
+    Body {
+        body: Vec<u8>,
+        etag: Option<String>,
+        max_age: Option<Duration>,
+    },
+    /// 304: the cached copy is still current.
+    NotModified { max_age: Option<Duration> },
+}
+
+/// A conditional GET of a JSON document: no redirects (the client's
+/// policy), status 200 (or 304 when `etag` was sent) only, body bounded.
+pub(crate) async fn get(
     http: &reqwest::Client,
     url: &str,
     etag: Option<&str>,
     limits: &Limits,
-) -> Result<Fetched, String> {
+) -> Result<Got, String> {
     let mut req = http
         .get(url)
         .header(reqwest::header::ACCEPT, "application/json");
@@ -59,7 +73,7 @@ pub(crate) async fn fetch(
         .and_then(max_age);
     match resp.status().as_u16() {
         200 => {}
-        304 if etag.is_some() => return Ok(Fetched::NotModified { max_age }),
+        304 if etag.is_some() => return Ok(Got::NotModified { max_age }),
         other => return Err(format!("GET {url}: status {other}, expected 200")),
     }
     let new_etag = resp
@@ -80,12 +94,34 @@ pub(crate) async fn fetch(
         }
         body.extend_from_slice(&chunk);
     }
-    let keys = parse_set(&body, limits.max_keys).map_err(|e| format!("GET {url}: {e}"))?;
-    Ok(Fetched::Keys {
-        keys,
+    Ok(Got::Body {
+        body,
         etag: new_etag,
         max_age,
     })
+}
+
+pub(crate) async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    etag: Option<&str>,
+    limits: &Limits,
+) -> Result<Fetched, String> {
+    match get(http, url, etag, limits).await? {
+        Got::NotModified { max_age } => Ok(Fetched::NotModified { max_age }),
+        Got::Body {
+            body,
+            etag,
+            max_age,
+        } => {
+            let keys = parse_set(&body, limits.max_keys).map_err(|e| format!("GET {url}: {e}"))?;
+            Ok(Fetched::Keys {
+                keys,
+                etag,
+                max_age,
+            })
+        }
+    }
 }
 
 fn too_big(url: &str, limits: &Limits) -> String {

@@ -28,6 +28,7 @@ mod builder;
 #[cfg(feature = "axum")]
 mod extract;
 mod jwks;
+mod revocations;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use crate::keys::token::VerifyError;
 pub use builder::{DEFAULT_MAX_BODY, DEFAULT_MAX_KEYS, tls_config};
 #[cfg(feature = "axum")]
 pub use extract::Unauthorized;
+pub use revocations::REVOCATIONS_PATH;
 
 use crate::clock::{Clock, UnixTime};
 use crate::keys::Algorithm;
@@ -104,6 +106,18 @@ pub struct VerifierBuilder {
     any_typ: bool,
     allow_http: bool,
     clock: Arc<dyn Clock>,
+    revocations: Revocations,
+}
+
+/// Which revocation document a verifier follows.
+#[derive(Debug, Clone)]
+enum Revocations {
+    /// signet's path on the JWKS URL's origin.
+    Derived,
+    /// This URL.
+    Url(String),
+    /// None.
+    Off,
 }
 
 /// Counters of a verifier's JWKS traffic.
@@ -145,6 +159,12 @@ struct Inner {
     refresh: tokio::sync::Mutex<()>,
     unknown: moka::future::Cache<String, ()>,
     counters: Counters,
+    /// The revocation document's URL; `None`: not checked.
+    revocations_url: Option<String>,
+    revoked: ArcSwap<revocations::Revoked>,
+    /// Seconds of the last revocation fetch attempt, plus one (0: never).
+    revoked_attempt: AtomicU64,
+    revoked_refresh: tokio::sync::Mutex<()>,
 }
 
 /// Verifies signet tokens against a JWKS URL. Cheap to clone.
@@ -188,6 +208,8 @@ impl Verifier {
             now: cfg.clock.now(),
         };
         let claims = parsed.verify(&key.key, &expect)?;
+        let jti = claims.get("jti").and_then(Value::as_str);
+        self.check_revoked(&kid, jti).await?;
         let claims = serde_json::from_value(Value::Object(claims))
             .map_err(|e| VerifyError::Malformed(format!("claims: {e}")))?;
         Ok(Verified { claims, kid, alg })

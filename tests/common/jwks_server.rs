@@ -23,6 +23,9 @@ pub struct Shared {
     pub not_modified: AtomicUsize,
     /// Artificial latency, to make concurrent callers overlap.
     pub delay: Mutex<Duration>,
+    /// The revocation document served (none revoked unless a test says).
+    pub revocations: Mutex<String>,
+    pub revocation_requests: AtomicUsize,
 }
 
 pub struct JwksServer {
@@ -66,6 +69,21 @@ async fn serve(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// signet's revocation document, as the test set it, cached for 15 s.
+async fn serve_revocations(State(s): State<Arc<Shared>>) -> Response {
+    s.revocation_requests.fetch_add(1, Ordering::SeqCst);
+    let body = s.revocations.lock().unwrap().clone();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CACHE_CONTROL, "public, max-age=15".to_owned()),
+            (header::ETAG, etag(&body)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 impl JwksServer {
     pub async fn start(keys: &[&SigningKey]) -> JwksServer {
         let shared = Arc::new(Shared::default());
@@ -78,7 +96,12 @@ impl JwksServer {
         server.set_keys(keys);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-        let app = Router::new().route("/jwks", get(serve)).with_state(shared);
+        *shared.revocations.lock().unwrap() =
+            json!({"revoked_keys": [], "revoked_tokens": []}).to_string();
+        let app = Router::new()
+            .route("/jwks", get(serve))
+            .route(signet::verifier::REVOCATIONS_PATH, get(serve_revocations))
+            .with_state(shared);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -89,3 +89,36 @@ pub fn snapshot_dir(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// The token-list methods of a `KeyStore` wrapper, passed to its `inner` store.
+#[macro_export]
+macro_rules! delegate_token_lists {
+    ($inner:ident) => {
+        fn record_token(
+            &self,
+            list: signet::storage::TokenList,
+            entry: &signet::storage::TokenEntry,
+        ) -> Result<bool, signet::storage::StoreError> {
+            self.$inner.record_token(list, entry)
+        }
+        fn token_recorded(
+            &self,
+            list: signet::storage::TokenList,
+            entry: &signet::storage::TokenEntry,
+        ) -> Result<bool, signet::storage::StoreError> {
+            self.$inner.token_recorded(list, entry)
+        }
+        fn tokens(
+            &self,
+            list: signet::storage::TokenList,
+        ) -> Result<Vec<signet::storage::TokenEntry>, signet::storage::StoreError> {
+            self.$inner.tokens(list)
+        }
+        fn prune_tokens(
+            &self,
+            before: signet::clock::UnixTime,
+        ) -> Result<usize, signet::storage::StoreError> {
+            self.$inner.prune_tokens(before)
+        }
+    };
+}

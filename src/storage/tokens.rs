@@ -1,0 +1,188 @@
+//! Token ids a store keeps beside the keyrings: revoked tokens (published in
+//! the revocation document) and consumed single-use tokens. Each entry is
+//! kept until the token's `exp` plus the leeway, then pruned.
+//!
+//! The file store keeps one empty file per entry,
+//! `tokens/<list>/<purpose>/<exp>-<jti>`: the name holds everything, so
+//! creating it (`O_CREAT | O_EXCL`, then an fsync of the directory) is the
+//! atomic, durable record, shared by every process on the directory, and
+//! pruning never opens a file.
+
+use std::fs::{self, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+use super::file::sync_dir;
+use crate::clock::UnixTime;
+
+/// Which list of token ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenList {
+    /// Revoked before their expiry: published, so verifiers refuse them.
+    Revoked,
+    /// Single-use tokens already used: refused by consume and verify.
+    Consumed,
+}
+
+impl TokenList {
+    /// The list's name in paths and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenList::Revoked => "revoked",
+            TokenList::Consumed => "consumed",
+        }
+    }
+}
+
+/// One token id in a list.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TokenEntry {
+    /// The token's purpose.
+    pub purpose: String,
+    /// Its `jti`.
+    pub jti: String,
+    /// Its `exp` (or, for a revocation by `jti` alone, the latest `exp` a
+    /// token of the purpose issued until then can have).
+    pub exp: UnixTime,
+}
+
+/// Whether `jti` can be stored: what signet issues (base64url), at most 64
+/// characters. Anything else is refused before any store sees it.
+pub fn valid_jti(jti: &str) -> bool {
+    !jti.is_empty()
+        && jti.len() <= 64
+        && jti
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// `dir/tokens/<list>`.
+fn list_dir(dir: &Path, list: TokenList) -> PathBuf {
+    dir.join("tokens").join(list.as_str())
+}
+
+/// Records an entry; `Ok(false)` if it was already there.
+pub(super) fn record(dir: &Path, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
+    let purpose_dir = list_dir(dir, list).join(&entry.purpose);
+    if !purpose_dir.is_dir() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&purpose_dir)
+            .map_err(io("create", &purpose_dir))?;
+        // The new directories themselves must survive a crash.
+        for d in [dir, &dir.join("tokens"), &list_dir(dir, list)] {
+            sync_dir(d)?;
+        }
+    }
+    let path = purpose_dir.join(format!("{}-{}", entry.exp.0, entry.jti));
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        Ok(_) => {
+            sync_dir(&purpose_dir)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io("record a token in", &path)(e)),
+    }
+}
+
+/// Whether the entry is recorded.
+pub(super) fn recorded(
+    dir: &Path,
+    list: TokenList,
+    entry: &TokenEntry,
+) -> Result<bool, StoreError> {
+    let path = list_dir(dir, list)
+        .join(&entry.purpose)
+        .join(format!("{}-{}", entry.exp.0, entry.jti));
+    match fs::symlink_metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io("look up a token in", &path)(e)),
+    }
+}
+
+/// Every entry of `list`, with the path of each, sorted.
+fn scan(dir: &Path, list: TokenList) -> Result<Vec<(TokenEntry, PathBuf)>, StoreError> {
+    let root = list_dir(dir, list);
+    let purposes = match fs::read_dir(&root) {
+        Ok(p) => p,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", &root)(e)),
+    };
+    let mut out = Vec::new();
+    for p in purposes {
+        let p = p.map_err(io("read", &root))?;
+        let purpose = p.file_name().to_string_lossy().into_owned();
+        let pdir = p.path();
+        for f in fs::read_dir(&pdir).map_err(io("read", &pdir))? {
+            let f = f.map_err(io("read", &pdir))?;
+            let name = f.file_name().to_string_lossy().into_owned();
+            // Anything else in there is not signet's: left alone.
+            let Some((exp, jti)) = name.split_once('-') else {
+                continue;
+            };
+            let (Ok(exp), true) = (exp.parse::<u64>(), valid_jti(jti)) else {
+                continue;
+            };
+            let entry = TokenEntry {
+                purpose: purpose.clone(),
+                jti: jti.to_owned(),
+                exp: UnixTime(exp),
+            };
+            out.push((entry, f.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every entry of `list`, sorted.
+pub(super) fn entries(dir: &Path, list: TokenList) -> Result<Vec<TokenEntry>, StoreError> {
+    Ok(scan(dir, list)?.into_iter().map(|(e, _)| e).collect())
+}
+
+/// Drops the entries of both lists whose `exp` is before `before`. Returns
+/// how many.
+pub(super) fn prune(dir: &Path, before: UnixTime) -> Result<usize, StoreError> {
+    let mut dropped = 0;
+    for list in [TokenList::Revoked, TokenList::Consumed] {
+        let mut touched = Vec::new();
+        for (entry, path) in scan(dir, list)? {
+            if entry.exp < before {
+                match fs::remove_file(&path) {
+                    Ok(()) => dropped += 1,
+                    // Another process pruned it first.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(io("prune", &path)(e)),
+                }
+                if let Some(parent) = path.parent()
+                    && !touched.iter().any(|t: &PathBuf| t == parent)
+                {
+                    touched.push(parent.to_owned());
+                }
+            }
+        }
+        for d in touched {
+            sync_dir(&d)?;
+        }
+    }
+    Ok(dropped)
+}

@@ -1,0 +1,182 @@
+//! The revocation document (`/.well-known/signet/revocations.json`): keys and
+//! tokens revoked before their expiry. The verifier revalidates it at its
+//! own, short `max-age` and refuses a listed kid or jti even while the key is
+//! cached; if it cannot be fetched, the last copy serves for the stale limit,
+//! then every token is refused (fail closed).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Verifier;
+use super::jwks::{Got, get};
+use crate::clock::UnixTime;
+use crate::keys::token::VerifyError;
+
+/// Where signet publishes the revocation document, on the issuer's origin.
+pub const REVOCATIONS_PATH: &str = "/.well-known/signet/revocations.json";
+
+/// `max-age` bounds for the document: it is meant to be short.
+const MIN_TTL: Duration = Duration::from_secs(1);
+const MAX_TTL: Duration = Duration::from_secs(300);
+/// When the document sends no `max-age`.
+const DEFAULT_TTL: Duration = Duration::from_secs(15);
+
+/// The cached document.
+#[derive(Debug, Default)]
+pub(crate) struct Revoked {
+    kids: HashSet<String>,
+    jtis: HashSet<String>,
+    etag: Option<String>,
+    loaded: bool,
+    fresh_until: UnixTime,
+    stale_until: UnixTime,
+    /// Why the last fetch failed, if it did.
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Doc {
+    revoked_keys: Vec<Entry>,
+    revoked_tokens: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(alias = "jti")]
+    kid: String,
+}
+
+/// The revocation URL on the origin of `jwks_url`.
+pub(crate) fn derive_url(jwks_url: &reqwest::Url) -> String {
+    format!(
+        "{}{REVOCATIONS_PATH}",
+        jwks_url.origin().ascii_serialization()
+    )
+}
+
+impl Verifier {
+    /// Refuses a token whose `kid` or `jti` the revocation document lists.
+    pub(super) async fn check_revoked(
+        &self,
+        kid: &str,
+        jti: Option<&str>,
+    ) -> Result<(), VerifyError> {
+        let Some(url) = self.0.revocations_url.as_deref() else {
+            return Ok(());
+        };
+        let now = self.0.cfg.clock.now();
+        let mut seen = self.0.revoked.load_full();
+        if !(seen.loaded && now < seen.fresh_until) {
+            if seen.loaded && now < seen.stale_until {
+                // Usable: answer from it and revalidate in the background.
+                if !self.revocations_cooling(now) {
+                    let (v, seen) = (self.clone(), seen.clone());
+                    tokio::spawn(async move { v.refresh_revoked(url_of(&v), &seen, now).await });
+                }
+            } else {
+                if !self.revocations_cooling(now) {
+                    self.refresh_revoked(url, &seen, now).await;
+                }
+                seen = self.0.revoked.load_full();
+                if !(seen.loaded && now < seen.stale_until) {
+                    return Err(VerifyError::RevocationsUnavailable(format!(
+                        "{url}: {}",
+                        seen.error
+                            .as_deref()
+                            .unwrap_or("no copy fetched yet, or the last is past its stale limit")
+                    )));
+                }
+            }
+        }
+        if seen.kids.contains(kid) {
+            return Err(VerifyError::Revoked(format!(
+                "signing key {kid} was revoked"
+            )));
+        }
+        if let Some(jti) = jti
+            && seen.jtis.contains(jti)
+        {
+            return Err(VerifyError::Revoked(format!("token {jti} was revoked")));
+        }
+        Ok(())
+    }
+
+    fn revocations_cooling(&self, now: UnixTime) -> bool {
+        match self.0.revoked_attempt.load(Ordering::Acquire) {
+            0 => false,
+            t => now < UnixTime(t - 1).plus(self.0.cfg.cooldown.min(DEFAULT_TTL)),
+        }
+    }
+
+    /// One fetch at a time; a caller that waited finds it done.
+    async fn refresh_revoked(&self, url: &str, seen: &Arc<Revoked>, now: UnixTime) {
+        let _single = self.0.revoked_refresh.lock().await;
+        if !Arc::ptr_eq(&self.0.revoked.load(), seen) {
+            return;
+        }
+        self.0.revoked_attempt.store(now.0 + 1, Ordering::Release);
+        let inner = &self.0;
+        let ttl =
+            |max_age: Option<Duration>| max_age.unwrap_or(DEFAULT_TTL).clamp(MIN_TTL, MAX_TTL);
+        let next = match get(&inner.http, url, seen.etag.as_deref(), &inner.limits).await {
+            Ok(Got::Body {
+                body,
+                etag,
+                max_age,
+            }) => match serde_json::from_slice::<Doc>(&body) {
+                Ok(doc) => {
+                    let fresh_until = now.plus(ttl(max_age));
+                    Revoked {
+                        kids: doc.revoked_keys.into_iter().map(|e| e.kid).collect(),
+                        jtis: doc.revoked_tokens.into_iter().map(|e| e.kid).collect(),
+                        etag,
+                        loaded: true,
+                        fresh_until,
+                        stale_until: fresh_until.plus(inner.cfg.stale_limit),
+                        error: None,
+                    }
+                }
+                Err(e) => failed(seen, format!("not a revocation document: {e}")),
+            },
+            Ok(Got::NotModified { max_age }) => {
+                let fresh_until = now.plus(ttl(max_age));
+                Revoked {
+                    kids: seen.kids.clone(),
+                    jtis: seen.jtis.clone(),
+                    etag: seen.etag.clone(),
+                    loaded: true,
+                    fresh_until,
+                    stale_until: fresh_until.plus(inner.cfg.stale_limit),
+                    error: None,
+                }
+            }
+            Err(e) => failed(seen, e),
+        };
+        if let Some(e) = &next.error {
+            inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "revocation document refresh failed; keeping the last copy until its stale limit");
+        }
+        inner.revoked.store(Arc::new(next));
+    }
+}
+
+fn url_of(v: &Verifier) -> &str {
+    v.0.revocations_url.as_deref().unwrap_or_default()
+}
+
+/// The last copy, as it was, with the reason this fetch failed.
+fn failed(seen: &Revoked, error: String) -> Revoked {
+    Revoked {
+        kids: seen.kids.clone(),
+        jtis: seen.jtis.clone(),
+        etag: seen.etag.clone(),
+        loaded: seen.loaded,
+        fresh_until: seen.fresh_until,
+        stale_until: seen.stale_until,
+        error: Some(error),
+    }
+}
