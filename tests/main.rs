@@ -12,6 +12,7 @@ mod failure;
 mod interop;
 mod pg_store;
 mod replicas;
+mod revocation;
 mod rfc;
 mod server;
 mod service;

@@ -76,10 +76,50 @@ fn contract(store: &dyn KeyStore) {
     assert!(store.load("refresh_token").unwrap().is_some());
 }
 
+/// The token lists every store keeps: `open` opens another handle on the
+/// same store (another process, for what it shares).
+fn token_contract(open: &(dyn Fn() -> Box<dyn KeyStore> + Sync)) {
+    use signet::storage::{TokenEntry, TokenList};
+    let store = open();
+    let entry = |jti: &str, exp: u64| TokenEntry {
+        purpose: "magic_link".into(),
+        jti: jti.into(),
+        exp: UnixTime(exp),
+    };
+    let used = entry("AAAAAAAAAAAAAAAAAAAAAA", T0.0 + 900);
+    assert!(!store.token_recorded(TokenList::Consumed, &used).unwrap());
+    // Eight handles record one entry at once: exactly one records it.
+    let first: Vec<bool> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, used) = (open(), used.clone());
+                s.spawn(move || store.record_token(TokenList::Consumed, &used).unwrap())
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(first.iter().filter(|f| **f).count(), 1, "{first:?}");
+    assert!(store.token_recorded(TokenList::Consumed, &used).unwrap());
+    assert!(!store.record_token(TokenList::Consumed, &used).unwrap());
+    // The lists are apart: consumed is not revoked.
+    assert!(!store.token_recorded(TokenList::Revoked, &used).unwrap());
+    let revoked = entry("BBBBBBBBBBBBBBBBBBBBBB", T0.0 + 60);
+    assert!(store.record_token(TokenList::Revoked, &revoked).unwrap());
+    assert_eq!(store.tokens(TokenList::Revoked).unwrap(), [revoked.clone()]);
+    assert_eq!(store.tokens(TokenList::Consumed).unwrap(), [used.clone()]);
+    // Pruning drops what expired before the instant, in both lists.
+    assert_eq!(store.prune_tokens(UnixTime(T0.0 + 61)).unwrap(), 1);
+    assert!(store.tokens(TokenList::Revoked).unwrap().is_empty());
+    assert_eq!(store.prune_tokens(UnixTime(T0.0 + 901)).unwrap(), 1);
+    assert!(store.tokens(TokenList::Consumed).unwrap().is_empty());
+    assert!(!open().token_recorded(TokenList::Consumed, &used).unwrap());
+}
+
 #[test]
 fn the_file_store_keeps_the_store_contract() {
     let home = Home::new("");
     contract(&FileStore::open(home.keys()).unwrap());
+    token_contract(&|| Box::new(FileStore::open(home.keys()).unwrap()));
 }
 
 #[test]
@@ -87,6 +127,7 @@ fn the_postgres_store_keeps_the_store_contract() {
     let Some(url) = pg::database() else { return };
     let store = PostgresStore::connect(&url, "contract").unwrap();
     contract(&store);
+    token_contract(&|| Box::new(PostgresStore::connect(&url, "tokens").unwrap()));
     // Every committed generation is in the history, by this replica.
     let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let rows = db

@@ -162,7 +162,7 @@ struct Inner {
     /// The revocation document's URL; `None`: not checked.
     revocations_url: Option<String>,
     revoked: ArcSwap<revocations::Revoked>,
-    /// Seconds of the last revocation fetch attempt, plus one (0: never).
+    /// Seconds of the last failed revocation fetch, plus one (0: none since the last success).
     revoked_attempt: AtomicU64,
     revoked_refresh: tokio::sync::Mutex<()>,
 }

@@ -71,25 +71,22 @@ impl Verifier {
         let now = self.0.cfg.clock.now();
         let mut seen = self.0.revoked.load_full();
         if !(seen.loaded && now < seen.fresh_until) {
-            if seen.loaded && now < seen.stale_until {
-                // Usable: answer from it and revalidate in the background.
-                if !self.revocations_cooling(now) {
-                    let (v, seen) = (self.clone(), seen.clone());
-                    tokio::spawn(async move { v.refresh_revoked(url_of(&v), &seen, now).await });
-                }
-            } else {
-                if !self.revocations_cooling(now) {
-                    self.refresh_revoked(url, &seen, now).await;
-                }
-                seen = self.0.revoked.load_full();
-                if !(seen.loaded && now < seen.stale_until) {
-                    return Err(VerifyError::RevocationsUnavailable(format!(
-                        "{url}: {}",
-                        seen.error
-                            .as_deref()
-                            .unwrap_or("no copy fetched yet, or the last is past its stale limit")
-                    )));
-                }
+            // Revalidated before answering (unlike the JWKS, which answers
+            // stale and revalidates behind): a revocation is refused within
+            // the document's max-age. One caller fetches; the others wait
+            // for it. A failed fetch falls back to the last copy at once,
+            // and is not retried inside the cooldown.
+            if !self.revocations_cooling(now) {
+                self.refresh_revoked(url, &seen, now).await;
+            }
+            seen = self.0.revoked.load_full();
+            if !(seen.loaded && now < seen.stale_until) {
+                return Err(VerifyError::RevocationsUnavailable(format!(
+                    "{url}: {}",
+                    seen.error
+                        .as_deref()
+                        .unwrap_or("no copy fetched yet, or the last is past its stale limit")
+                )));
             }
         }
         if seen.kids.contains(kid) {
@@ -105,6 +102,7 @@ impl Verifier {
         Ok(())
     }
 
+    /// Whether a fetch failed less than the cooldown (at most 15 s) ago.
     fn revocations_cooling(&self, now: UnixTime) -> bool {
         match self.0.revoked_attempt.load(Ordering::Acquire) {
             0 => false,
@@ -118,7 +116,6 @@ impl Verifier {
         if !Arc::ptr_eq(&self.0.revoked.load(), seen) {
             return;
         }
-        self.0.revoked_attempt.store(now.0 + 1, Ordering::Release);
         let inner = &self.0;
         let ttl =
             |max_age: Option<Duration>| max_age.unwrap_or(DEFAULT_TTL).clamp(MIN_TTL, MAX_TTL);
@@ -156,16 +153,15 @@ impl Verifier {
             }
             Err(e) => failed(seen, e),
         };
+        // Only a failure cools: a short max-age is honoured.
+        let failed_at = if next.error.is_some() { now.0 + 1 } else { 0 };
+        inner.revoked_attempt.store(failed_at, Ordering::Release);
         if let Some(e) = &next.error {
             inner.counters.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "revocation document refresh failed; keeping the last copy until its stale limit");
         }
         inner.revoked.store(Arc::new(next));
     }
-}
-
-fn url_of(v: &Verifier) -> &str {
-    v.0.revocations_url.as_deref().unwrap_or_default()
 }
 
 /// The last copy, as it was, with the reason this fetch failed.
