@@ -43,7 +43,7 @@ fn service(dir: &std::path::Path) -> KeyService {
     std::fs::write(
         &config,
         format!(
-            "issuer = {ISSUER:?}\n[store]\npath = {:?}\n[purposes.access_token]\nalgorithms = [\"EdDSA\", \"RS256\", \"ES256\"]\ntoken_ttl = \"1h\"\n",
+            "issuer = {ISSUER:?}\n[store]\npath = {:?}\n[purposes.access_token]\nalgorithms = [\"EdDSA\", \"RS256\", \"ES256\"]\ntoken_ttl = \"1h\"\n[purposes.magic_link]\nalgorithms = [\"EdDSA\"]\n",
             dir.join("keys").display().to_string()
         ),
     )
@@ -244,6 +244,28 @@ fn bench(c: &mut Criterion) {
         group.finish();
         tokens.insert(alg.as_str().into(), token.into());
     }
+
+    // Consuming a single-use token on the file store (in a temporary
+    // directory on this machine's disk): verify, then record its jti with
+    // an O_EXCL create and a directory fsync. Signing the link is setup.
+    let link = || {
+        svc.sign(SignRequest {
+            purpose: "magic_link".into(),
+            claims: Map::new(),
+            ttl: None,
+            alg: None,
+        })
+        .unwrap()
+        .token
+    };
+    c.benchmark_group("consume")
+        .bench_function("signet file store", |b| {
+            b.iter_batched(
+                link,
+                |t| svc.consume("magic_link", &t).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
 
     if let Ok(path) = std::env::var("SIGNET_PEERS_INPUT") {
         let snap = svc.snapshot();

@@ -92,3 +92,10 @@ for label, ours, theirs in [
     (s_rps, s_p99), (n_rps, n_p99) = wrk[ours], wrk[theirs]
     print(f"| {label}: throughput | {s_rps:,.0f} req/s | {n_rps:,.0f} req/s | {s_rps / n_rps:.2f}× |")
     print(f"| {label}: p99 latency | {s_p99:.2f} ms | {n_p99:.2f} ms | {s_p99 / n_p99:.2f}× |")
+
+consume = rate("consume", "signet file store")
+print()
+print(
+    f"Consuming a single-use token (verify, then an O_EXCL create and a directory fsync on the file store, "
+    f"one thread, in-process): {ops(consume)}."
+)

@@ -236,7 +236,6 @@ impl fmt::Debug for VerifyingKey {
 impl VerifyingKey {
     /// Parses the public members of a key of `alg`.
     pub fn new(alg: Algorithm, key: &PublicMembers) -> VerifyingKey {
-        let spec = alg.spec();
         let bytes = match (alg.family(), key) {
             (KeyFamily::Ed25519, PublicMembers::Okp { x }) => Some(x.clone()),
             (KeyFamily::P256, PublicMembers::Ec { x, y }) => {
@@ -248,6 +247,8 @@ impl VerifyingKey {
             }
             _ => None,
         };
+        #[cfg(feature = "aws-lc-rs")]
+        let spec = alg.spec();
         #[cfg(feature = "aws-lc-rs")]
         let parsed = match (bytes, key, spec.rsa) {
             (Some(bytes), _, _) => sig::ParsedPublicKey::new(spec.verify, bytes).ok(),
