@@ -104,6 +104,8 @@ pub struct KeyService {
     clock_offset: std::sync::atomic::AtomicI64,
     /// Numbers each read of the revoked-token list (see `Snapshot::revoked_read`).
     token_reads: std::sync::atomic::AtomicU64,
+    /// When token ids were last pruned (seconds; 0: never).
+    last_prune: std::sync::atomic::AtomicU64,
 }
 
 impl KeyService {
@@ -126,6 +128,7 @@ impl KeyService {
             store_errors: StoreErrors::default(),
             clock_offset: std::sync::atomic::AtomicI64::new(i64::MIN),
             token_reads: std::sync::atomic::AtomicU64::new(0),
+            last_prune: std::sync::atomic::AtomicU64::new(0),
         };
         for purpose in service.config.purposes.keys() {
             // Every purpose's counter exists from the start, at zero.

@@ -155,9 +155,18 @@ impl KeyService {
     }
 
     /// Drops the token ids no token can need any more: `exp` plus the
-    /// leeway has passed. Returns how many.
+    /// leeway has passed. Returns how many. Runs at most once a minute (an
+    /// expired id left a little longer harms nothing); the periodic check
+    /// calls it.
     pub fn prune_tokens(&self) -> Result<usize, StoreError> {
-        let before = UnixTime(self.now().0.saturating_sub(self.config().leeway.as_secs()));
+        use std::sync::atomic::Ordering;
+        let now = self.now();
+        let last = self.last_prune.load(Ordering::Relaxed);
+        if last != 0 && now.0 < last.saturating_add(60) {
+            return Ok(0);
+        }
+        self.last_prune.store(now.0, Ordering::Relaxed);
+        let before = UnixTime(now.0.saturating_sub(self.config().leeway.as_secs()));
         let dropped = self.store.prune_tokens(before)?;
         if dropped > 0 {
             tracing::debug!(dropped, "expired token ids pruned");

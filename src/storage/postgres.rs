@@ -62,6 +62,8 @@ pub(super) struct Conn {
     pub(super) load: Statement,
     clock: Statement,
     generations: Statement,
+    tokens: Statement,
+    prune: Statement,
 }
 
 /// Connects in plain text or over TLS, as the URL's sslmode asked.
@@ -82,11 +84,17 @@ impl Conn {
         let clock =
             client.prepare("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")?;
         let generations = client.prepare("SELECT purpose, generation FROM signet_keyrings")?;
+        let tokens = client.prepare(
+            "SELECT purpose, jti, exp FROM signet_tokens WHERE list = $1 ORDER BY purpose, jti",
+        )?;
+        let prune = client.prepare("DELETE FROM signet_tokens WHERE exp < $1")?;
         Ok(Conn {
             client,
             load,
             clock,
             generations,
+            tokens,
+            prune,
         })
     }
 }
@@ -329,12 +337,10 @@ impl KeyStore for PostgresStore {
 
     fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError> {
         let mut conn = self.conn()?;
+        let statement = conn.tokens.clone();
         let rows = conn
             .client
-            .query(
-                "SELECT purpose, jti, exp FROM signet_tokens WHERE list = $1 ORDER BY purpose, jti",
-                &[&list.as_str()],
-            )
+            .query(&statement, &[&list.as_str()])
             .map_err(|e| db_err("read the token lists", e))?;
         Ok(rows
             .iter()
@@ -348,12 +354,10 @@ impl KeyStore for PostgresStore {
 
     fn prune_tokens(&self, before: crate::clock::UnixTime) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
+        let statement = conn.prune.clone();
         let dropped = conn
             .client
-            .execute(
-                "DELETE FROM signet_tokens WHERE exp < $1",
-                &[&to_i64(before.0)],
-            )
+            .execute(&statement, &[&to_i64(before.0)])
             .map_err(|e| db_err("prune the token lists", e))?;
         Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
     }
