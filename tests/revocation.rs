@@ -52,6 +52,17 @@ async fn a_revoked_key_is_refused_by_a_verifier_that_cached_it_within_the_revoca
         .post(&format!("/v1/keys/{kid}/revoke"), Some(ADMIN), json!({}))
         .await;
     assert_eq!(r.status(), 200);
+    // Discovery names the document.
+    let discovery: Value = s
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["signet_revocations_uri"],
+        format!("{}/.well-known/signet/revocations.json", s.public)
+    );
     // The document lists it at once, cached for jwks.revocations_max_age.
     let doc = s.get("/.well-known/signet/revocations.json").await;
     assert_eq!(doc.headers()["cache-control"], "public, max-age=15");

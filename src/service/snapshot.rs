@@ -50,7 +50,7 @@ impl Rendered {
     /// The revocation document: keys revoked while tokens they signed may
     /// still be cached as valid (a revoked key stays in its keyring for the
     /// retention, then is dropped, and so leaves the document), and revoked
-    /// tokens until their `exp` plus the leeway.
+    /// tokens until their `exp` plus the leeway (`docs/lifecycle.md` rule 12).
     fn revocations<'a>(
         purposes: impl Iterator<Item = &'a PurposeKeys>,
         tokens: &[TokenEntry],

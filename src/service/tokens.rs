@@ -90,7 +90,7 @@ impl KeyService {
     /// one atomic step of the store: of two concurrent consumes of one token
     /// exactly one succeeds; the other, and every later one, gets
     /// [`VerifyError::AlreadyUsed`]. The record is kept until the token's
-    /// `exp` plus the leeway.
+    /// `exp` plus the leeway (`docs/lifecycle.md` rule 13).
     pub fn consume(&self, purpose: &str, token: &str) -> Result<Verified, TokenError> {
         let single_use = self
             .config()

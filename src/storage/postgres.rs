@@ -320,6 +320,13 @@ impl KeyStore for PostgresStore {
                 &[&list.as_str(), &entry.purpose, &entry.jti, &to_i64(entry.exp.0)],
             )
             .map_err(|e| db_err("record a token", e))?;
+        if written == 1 && list == TokenList::Revoked {
+            // The other replicas refresh their revocation document at once
+            // (polling stays the truth).
+            conn.client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &entry.purpose])
+                .map_err(|e| db_err("notify the replicas", e))?;
+        }
         Ok(written == 1)
     }
 
