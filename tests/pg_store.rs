@@ -607,3 +607,49 @@ fn a_row_put_back_to_an_older_copy_is_refused_and_a_purpose_started_again_contin
     assert!(fresh.problems().is_empty(), "{:?}", fresh.problems());
     assert!(sign(&fresh).is_ok());
 }
+
+#[test]
+fn a_role_that_may_only_read_lists_the_keys_and_creates_nothing() {
+    let Some(url) = pg::database() else { return };
+    let db = url.rsplit("dbname=").next().unwrap().to_owned();
+    let reader = format!("reader_{db}");
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE {reader} LOGIN"))
+        .unwrap();
+    let reader_url = url.replace("user=postgres", &format!("user={reader}"));
+    let home = Home::new("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n");
+    let list = || {
+        let out = home
+            .cmd(&["keys", "list", "--json"])
+            .env("SIGNET_STORE_KIND", "postgres")
+            .env("SIGNET_DATABASE_URL", &reader_url)
+            .env("SIGNET_ISSUER", "https://auth.example.test")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "keys list as {reader}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Nothing written yet: nothing to list, and no table created (the role
+    // may not create any: PostgreSQL 15 revokes CREATE on public).
+    list();
+    let created: bool = admin
+        .query_one("SELECT to_regclass('signet_keyrings') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(!created, "a read-only command created the schema");
+    // A writer bootstraps; the reader may only SELECT.
+    let (_home, _clock, _svc) = on_time_replica(&url);
+    admin
+        .batch_execute(&format!(
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}"
+        ))
+        .unwrap();
+    let keys: serde_json::Value = serde_json::from_str(&list()).unwrap();
+    assert_eq!(
+        keys.as_array().unwrap().len(),
+        8,
+        "four purposes, two keys each: {keys}"
+    );
+}

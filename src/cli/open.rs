@@ -16,9 +16,21 @@ pub fn open_read_only(
     env: &dyn Fn(&str) -> Option<String>,
     clock: Arc<dyn Clock>,
 ) -> Result<Option<KeyService>, CliError> {
-    if config.store.database_url.is_some() {
-        // Connecting writes nothing but the schema, created once per database.
-        return open(config, env, clock).map(Some);
+    if let Some(url) = &config.store.database_url {
+        // Nothing is created: a read-only role may list keys.
+        let master = database_master(env)?;
+        let Some(store) =
+            PostgresStore::connect_read_only(url, &replica_id()).map_err(database_unavailable)?
+        else {
+            return Ok(None);
+        };
+        let store: Arc<dyn KeyStore> = Arc::new(store);
+        return Ok(Some(KeyService::open(
+            Arc::new(config),
+            store,
+            master,
+            clock,
+        )?));
     }
     let Some(store) = FileStore::open_read_only(&config.store.path)? else {
         return Ok(None);
@@ -43,18 +55,9 @@ pub fn open(
     let master_env = env("SIGNET_MASTER_KEYS");
     let (store, master): (Arc<dyn KeyStore>, MasterKeys) = match &config.store.database_url {
         Some(url) => {
-            // Replicas share the database, not a directory: no development key.
-            let text = master_env.ok_or_else(|| {
-                CliError::Usage(
-                    "the postgres store needs SIGNET_MASTER_KEYS (every replica the same list; no development key is created)".into(),
-                )
-            })?;
-            let store = PostgresStore::connect(url, &replica_id()).map_err(|e| {
-                CliError::Unavailable(format!(
-                    "{e}: check SIGNET_DATABASE_URL and that the database is up"
-                ))
-            })?;
-            (Arc::new(store), MasterKeys::parse(&text)?)
+            let master = database_master(env)?;
+            let store = PostgresStore::connect(url, &replica_id()).map_err(database_unavailable)?;
+            (Arc::new(store), master)
         }
         None => {
             let store = FileStore::open(&config.store.path)?;
@@ -69,6 +72,23 @@ pub fn open(
         }
     };
     Ok(KeyService::open(Arc::new(config), store, master, clock)?)
+}
+
+/// The master keys for a shared store: from `SIGNET_MASTER_KEYS` only.
+/// Replicas share the database, not a directory: no development key.
+fn database_master(env: &dyn Fn(&str) -> Option<String>) -> Result<MasterKeys, CliError> {
+    let text = env("SIGNET_MASTER_KEYS").ok_or_else(|| {
+        CliError::Usage(
+            "the postgres store needs SIGNET_MASTER_KEYS (every replica the same list; no development key is created)".into(),
+        )
+    })?;
+    Ok(MasterKeys::parse(&text)?)
+}
+
+fn database_unavailable(e: crate::storage::StoreError) -> CliError {
+    CliError::Unavailable(format!(
+        "{e}: check SIGNET_DATABASE_URL and that the database is up"
+    ))
 }
 
 /// This process's name in the database's `updated_by`: host and pid.

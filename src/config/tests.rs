@@ -77,6 +77,17 @@ fn file_then_environment_override_defaults() {
     assert!(!c.purposes.contains_key("magic_link"));
     assert_eq!(c.purposes["api_key"].typ, "api-key+jwt");
     assert!(c.store.listen, "replicas LISTEN unless told not to");
+    // Links are single-use by default, and nothing else is.
+    assert!(!c.purposes["access_token"].single_use);
+    assert!(!c.purposes["api_key"].single_use);
+    let d = load("", &[]).unwrap();
+    assert!(d.purposes["magic_link"].single_use && d.purposes["reset_password_link"].single_use);
+    assert!(!d.purposes["refresh_token"].single_use);
+    // The revocation document's max-age: 15 s, or jwks.max_age if shorter.
+    assert_eq!(d.jwks.revocations_max_age, Duration::from_secs(15));
+    assert_eq!(c.jwks.revocations_max_age, Duration::from_secs(15));
+    let short = load("[jwks]\nmax_age = \"5s\"\n", &[]).unwrap();
+    assert_eq!(short.jwks.revocations_max_age, Duration::from_secs(5));
     let c = load(
         "[store]\nlisten = true\n",
         &[("SIGNET_STORE_LISTEN", "false")],
@@ -130,6 +141,21 @@ fn bad_values_name_the_field_and_the_fix() {
             &["server.public_addr", "host:port"],
         ),
         ("colour = \"blue\"\n", &[], &["unknown field", "colour"]),
+        (
+            "[jwks]\nmax_age = \"1m\"\nrevocations_max_age = \"2m\"\n",
+            &[],
+            &["jwks.revocations_max_age", "at most jwks.max_age (60s)"],
+        ),
+        (
+            "[jwks]\nrevocations_max_age = \"0s\"\n",
+            &[],
+            &["jwks.revocations_max_age", "at least 1s"],
+        ),
+        (
+            "[purposes.magic_link]\nsingle_use = \"yes\"\n",
+            &[],
+            &["single_use", "boolean"],
+        ),
         (
             "",
             &[("SIGNET_STORE_LISTEN", "yes")],

@@ -134,6 +134,28 @@ impl PostgresStore {
     /// with `host=/path`), creates or migrates the schema, and names this
     /// replica `replica` in what it writes.
     pub fn connect(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
+        Self::open(url, replica, true)?.ok_or_else(|| StoreError::Database {
+            action: "create the schema",
+            reason: "the schema is missing after it was created".into(),
+        })
+    }
+
+    /// Connects to read, creating nothing: a role without CREATE may list
+    /// keys. `None` when signet's tables do not exist yet (no keyring was
+    /// ever written). A schema older than this signet's is refused, naming
+    /// the fix (any write command, or a server, migrates it).
+    pub fn connect_read_only(
+        url: &str,
+        replica: &str,
+    ) -> Result<Option<PostgresStore>, StoreError> {
+        Self::open(url, replica, false)
+    }
+
+    fn open(
+        url: &str,
+        replica: &str,
+        migrating: bool,
+    ) -> Result<Option<PostgresStore>, StoreError> {
         let (url, mode) = pg_tls::split(url)?;
         let tls = match mode {
             Mode::Plain => None,
@@ -160,17 +182,45 @@ impl PostgresStore {
         );
         let mut client =
             connect(&config, tls.as_ref()).map_err(|e| db_err("connect to the database", e))?;
-        migrate(&mut client)?;
+        if migrating {
+            migrate(&mut client)?;
+        } else {
+            let version: Option<i32> = client
+                .query_one("SELECT to_regclass('signet_schema') IS NOT NULL", &[])
+                .map_err(|e| db_err("read the schema", e))?
+                .get::<_, bool>(0)
+                .then(|| client.query_one("SELECT max(version) FROM signet_schema", &[]))
+                .transpose()
+                .map_err(|e| db_err("read the schema", e))?
+                .and_then(|row| row.get(0));
+            match version {
+                None => return Ok(None),
+                Some(SCHEMA_VERSION) => {}
+                Some(v) => {
+                    return Err(StoreError::Database {
+                        action: "use the schema",
+                        reason: format!(
+                            "the database holds schema version {v} and this signet reads {SCHEMA_VERSION}: {}",
+                            if v < SCHEMA_VERSION {
+                                "start a server or run a write command once to migrate it"
+                            } else {
+                                "upgrade signet"
+                            }
+                        ),
+                    });
+                }
+            }
+        }
         drop(client);
         let conn =
             Conn::open(&config, tls.as_ref()).map_err(|e| db_err("connect to the database", e))?;
-        Ok(PostgresStore {
+        Ok(Some(PostgresStore {
             config,
             tls,
             conn: Mutex::new(conn),
             describe,
             replica: replica.to_owned(),
-        })
+        }))
     }
 
     /// The connection, opened again if the last one broke (a database

@@ -44,10 +44,11 @@ struct Doc {
     revoked_tokens: Vec<Entry>,
 }
 
+/// A listed key (`kid`) or token (`jti`); the other members are for people.
 #[derive(Deserialize)]
 struct Entry {
-    #[serde(alias = "jti")]
-    kid: String,
+    #[serde(alias = "kid", alias = "jti")]
+    id: String,
 }
 
 /// The revocation URL on the origin of `jwks_url`.
@@ -128,8 +129,8 @@ impl Verifier {
                 Ok(doc) => {
                     let fresh_until = now.plus(ttl(max_age));
                     Revoked {
-                        kids: doc.revoked_keys.into_iter().map(|e| e.kid).collect(),
-                        jtis: doc.revoked_tokens.into_iter().map(|e| e.kid).collect(),
+                        kids: doc.revoked_keys.into_iter().map(|e| e.id).collect(),
+                        jtis: doc.revoked_tokens.into_iter().map(|e| e.id).collect(),
                         etag,
                         loaded: true,
                         fresh_until,
@@ -174,5 +175,50 @@ fn failed(seen: &Revoked, error: String) -> Revoked {
         fresh_until: seen.fresh_until,
         stale_until: seen.stale_until,
         error: Some(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    #[test]
+    fn the_document_is_found_on_the_jwks_origin() {
+        for (jwks, expected) in [
+            (
+                "https://auth.example.com/.well-known/jwks/access_token.json",
+                "https://auth.example.com/.well-known/signet/revocations.json",
+            ),
+            (
+                "http://127.0.0.1:8080/.well-known/jwks.json",
+                "http://127.0.0.1:8080/.well-known/signet/revocations.json",
+            ),
+            (
+                "https://auth.example.com:8443/tenant/jwks?x=1",
+                "https://auth.example.com:8443/.well-known/signet/revocations.json",
+            ),
+        ] {
+            assert_eq!(derive_url(&reqwest::Url::parse(jwks).unwrap()), expected);
+        }
+    }
+
+    #[test]
+    fn a_document_that_is_not_signets_is_refused() {
+        for body in [
+            &b"{}"[..],
+            br#"{"revoked_keys": [{"kid": 1}], "revoked_tokens": []}"#,
+            b"[]",
+            b"not json",
+        ] {
+            assert!(serde_json::from_slice::<Doc>(body).is_err(), "{body:?}");
+        }
+        let doc: Doc = serde_json::from_slice(
+            br#"{"revoked_keys": [{"kid": "k", "purpose": "p", "revoked_at": 1}], "revoked_tokens": [{"jti": "j", "purpose": "p", "exp": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(doc.revoked_keys[0].id, "k");
+        assert_eq!(doc.revoked_tokens[0].id, "j");
     }
 }
