@@ -92,22 +92,7 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
                 r.unwrap().json::<Value>().await.unwrap()
             }
         };
-        let jwks = |i: usize| {
-            let http = http.clone();
-            let url = format!(
-                "http://{}/.well-known/jwks/access_token.json",
-                replicas[i].public
-            );
-            async move {
-                http.get(url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<Value>()
-                    .await
-                    .unwrap()
-            }
-        };
+        let jwks = |i: usize| jwks_at(&http, replicas[i].public);
         // Started together, they bootstrapped one keyring: the same JWKS.
         let first = jwks(0).await;
         assert_eq!(kids(&first).len(), 2);
