@@ -8,6 +8,8 @@
 //! at the same instant yields an empty plan, so a tick that fires twice, or on
 //! two replicas, changes nothing the second time.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::Algorithm;
@@ -333,8 +335,18 @@ impl Keyring {
             }
             Step::Retire { kid, at } => {
                 if let Some(i) = find(&mut self.keys, kid) {
-                    self.keys[i].retires_at = Some(*at);
-                    self.keys[i].expires_at = Some(at.plus(policy.retention()));
+                    let key = &mut self.keys[i];
+                    // The retention a key has earned never shrinks (rule 3;
+                    // found by the random walks in lifecycle_walk_tests):
+                    // tokens it signed under a longer token_ttl (or leeway,
+                    // max_age) than today's are still out there, also when
+                    // it retires early (a manual rotation).
+                    let earned = match (key.retires_at, key.expires_at) {
+                        (Some(r), Some(e)) => Duration::from_secs(e.0.saturating_sub(r.0)),
+                        _ => Duration::ZERO,
+                    };
+                    key.retires_at = Some(*at);
+                    key.expires_at = Some(at.plus(policy.retention().max(earned)));
                 }
             }
             Step::Extend { kid, until } => {

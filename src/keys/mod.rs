@@ -27,6 +27,9 @@ mod lifecycle_change_tests;
 #[cfg(feature = "server")]
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(feature = "server")]
+#[cfg(test)]
+mod lifecycle_walk_tests;
 
 pub use algorithm::{Algorithm, KeyFamily, UnknownAlgorithm};
 pub use jwk::{PublicJwk, PublicMembers, thumbprint};
