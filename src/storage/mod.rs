@@ -6,7 +6,10 @@
 
 mod document;
 mod file;
+mod pg_listen;
+mod pg_schema;
 mod pg_tls;
+mod pg_tokens;
 mod pg_txn;
 mod postgres;
 pub mod seal;

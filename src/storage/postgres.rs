@@ -13,47 +13,17 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls, Statement};
 
 use super::document::decode;
 use super::pg_tls::{self, Mode, Rustls};
 use super::pg_txn::{Locked, PgTxn, to_i64};
 use super::{KeyStore, KeyringTxn, StoreError, TokenEntry, TokenList};
+use super::{pg_listen, pg_schema};
 use crate::keys::Keyring;
 
-/// The advisory lock key that serialises schema migrations.
-const MIGRATION_LOCK: i64 = 0x7369_676e_6574; // "signet"
-/// The schema version this signet writes.
-const SCHEMA_VERSION: i32 = 2;
 /// The channel replicas LISTEN on; the payload is the purpose.
 pub(crate) const CHANNEL: &str = "signet_keyrings";
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS signet_schema (version integer NOT NULL);
-CREATE TABLE IF NOT EXISTS signet_keyrings (
-    purpose    text PRIMARY KEY,
-    generation bigint NOT NULL,
-    document   bytea NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    updated_by text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS signet_tokens (
-    list    text NOT NULL,
-    purpose text NOT NULL,
-    jti     text NOT NULL,
-    exp     bigint NOT NULL,
-    PRIMARY KEY (list, purpose, jti)
-);
-CREATE TABLE IF NOT EXISTS signet_keyring_history (
-    purpose      text NOT NULL,
-    generation   bigint NOT NULL,
-    document     bytea NOT NULL,
-    committed_at timestamptz NOT NULL DEFAULT now(),
-    committed_by text NOT NULL,
-    PRIMARY KEY (purpose, generation)
-);
-";
 
 /// A connection with the statements every poll runs, prepared once (an
 /// unprepared query costs the server a second round trip and transaction).
@@ -62,12 +32,15 @@ pub(super) struct Conn {
     pub(super) load: Statement,
     clock: Statement,
     generations: Statement,
-    tokens: Statement,
-    prune: Statement,
+    pub(super) tokens: Statement,
+    pub(super) prune: Statement,
 }
 
 /// Connects in plain text or over TLS, as the URL's sslmode asked.
-fn connect(config: &postgres::Config, tls: Option<&Rustls>) -> Result<Client, postgres::Error> {
+pub(super) fn connect(
+    config: &postgres::Config,
+    tls: Option<&Rustls>,
+) -> Result<Client, postgres::Error> {
     match tls {
         Some(tls) => config.connect(tls.clone()),
         None => config.connect(NoTls),
@@ -129,33 +102,16 @@ pub(super) fn db_err(action: &'static str, e: postgres::Error) -> StoreError {
     StoreError::Database { action, reason }
 }
 
-impl PostgresStore {
-    /// Connects to `url` (a libpq connection string or URL; a Unix socket
-    /// with `host=/path`), creates or migrates the schema, and names this
-    /// replica `replica` in what it writes.
-    pub fn connect(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
-        Self::open(url, replica, true)?.ok_or_else(|| StoreError::Database {
-            action: "create the schema",
-            reason: "the schema is missing after it was created".into(),
-        })
-    }
+/// Where and how to connect, parsed from the URL once.
+struct Target {
+    config: postgres::Config,
+    tls: Option<Rustls>,
+    describe: String,
+}
 
-    /// Connects to read, creating nothing: a role without CREATE may list
-    /// keys. `None` when signet's tables do not exist yet (no keyring was
-    /// ever written). A schema older than this signet's is refused, naming
-    /// the fix (any write command, or a server, migrates it).
-    pub fn connect_read_only(
-        url: &str,
-        replica: &str,
-    ) -> Result<Option<PostgresStore>, StoreError> {
-        Self::open(url, replica, false)
-    }
-
-    fn open(
-        url: &str,
-        replica: &str,
-        migrating: bool,
-    ) -> Result<Option<PostgresStore>, StoreError> {
+impl Target {
+    /// Parses `url` and opens a first connection, for the schema.
+    fn connect(url: &str, replica: &str) -> Result<(Target, Client), StoreError> {
         let (url, mode) = pg_tls::split(url)?;
         let tls = match mode {
             Mode::Plain => None,
@@ -180,52 +136,60 @@ impl PostgresStore {
                 Mode::VerifyFull(_) => " (TLS, verified)",
             }
         );
-        let mut client =
+        let client =
             connect(&config, tls.as_ref()).map_err(|e| db_err("connect to the database", e))?;
-        if migrating {
-            migrate(&mut client)?;
-        } else {
-            let version: Option<i32> = client
-                .query_one("SELECT to_regclass('signet_schema') IS NOT NULL", &[])
-                .map_err(|e| db_err("read the schema", e))?
-                .get::<_, bool>(0)
-                .then(|| client.query_one("SELECT max(version) FROM signet_schema", &[]))
-                .transpose()
-                .map_err(|e| db_err("read the schema", e))?
-                .and_then(|row| row.get(0));
-            match version {
-                None => return Ok(None),
-                Some(SCHEMA_VERSION) => {}
-                Some(v) => {
-                    return Err(StoreError::Database {
-                        action: "use the schema",
-                        reason: format!(
-                            "the database holds schema version {v} and this signet reads {SCHEMA_VERSION}: {}",
-                            if v < SCHEMA_VERSION {
-                                "start a server or run a write command once to migrate it"
-                            } else {
-                                "upgrade signet"
-                            }
-                        ),
-                    });
-                }
-            }
-        }
-        drop(client);
-        let conn =
-            Conn::open(&config, tls.as_ref()).map_err(|e| db_err("connect to the database", e))?;
-        Ok(Some(PostgresStore {
-            config,
-            tls,
+        Ok((
+            Target {
+                config,
+                tls,
+                describe,
+            },
+            client,
+        ))
+    }
+
+    /// The store, on a connection with its statements prepared.
+    fn into_store(self, replica: &str) -> Result<PostgresStore, StoreError> {
+        let conn = Conn::open(&self.config, self.tls.as_ref())
+            .map_err(|e| db_err("connect to the database", e))?;
+        Ok(PostgresStore {
+            config: self.config,
+            tls: self.tls,
             conn: Mutex::new(conn),
-            describe,
+            describe: self.describe,
             replica: replica.to_owned(),
-        }))
+        })
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a libpq connection string or URL; a Unix socket
+    /// with `host=/path`), creates or migrates the schema, and names this
+    /// replica `replica` in what it writes.
+    pub fn connect(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
+        let (target, mut client) = Target::connect(url, replica)?;
+        pg_schema::migrate(&mut client)?;
+        target.into_store(replica)
+    }
+
+    /// Connects to read, creating nothing: a role without CREATE may list
+    /// keys. `None` when signet's tables do not exist yet (no keyring was
+    /// ever written). A schema of another version is refused, naming the
+    /// fix (for an older one: any write command, or a server, migrates it).
+    pub fn connect_read_only(
+        url: &str,
+        replica: &str,
+    ) -> Result<Option<PostgresStore>, StoreError> {
+        let (target, mut client) = Target::connect(url, replica)?;
+        if !pg_schema::readable(&mut client)? {
+            return Ok(None);
+        }
+        target.into_store(replica).map(Some)
     }
 
     /// The connection, opened again if the last one broke (a database
     /// restart): replicas catch up without a restart of their own.
-    fn conn(&self) -> Result<MutexGuard<'_, Conn>, StoreError> {
+    pub(super) fn conn(&self) -> Result<MutexGuard<'_, Conn>, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if conn.client.is_closed() {
             *conn = Conn::open(&self.config, self.tls.as_ref())
@@ -286,47 +250,6 @@ fn describe(config: &postgres::Config) -> String {
     format!("PostgreSQL store {db} at {host}:{port}")
 }
 
-fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .map_err(|e| db_err("lock the schema", e))?;
-    let result = (|| {
-        // "already exists, skipping" notices would reach the log on every start.
-        client.batch_execute("SET client_min_messages = warning")?;
-        client.batch_execute(SCHEMA)?;
-        let version: Option<i32> = client
-            .query_opt("SELECT max(version) FROM signet_schema", &[])?
-            .and_then(|row| row.get(0));
-        match version {
-            // New, or older: the batch above created what was missing
-            // (version 2 added signet_tokens).
-            None => {
-                client.execute(
-                    "INSERT INTO signet_schema (version) VALUES ($1)",
-                    &[&SCHEMA_VERSION],
-                )?;
-                Ok(Ok(()))
-            }
-            Some(v) if v < SCHEMA_VERSION => {
-                client.execute(
-                    "INSERT INTO signet_schema (version) VALUES ($1)",
-                    &[&SCHEMA_VERSION],
-                )?;
-                Ok(Ok(()))
-            }
-            Some(SCHEMA_VERSION) => Ok(Ok(())),
-            Some(v) => Ok(Err(StoreError::Database {
-                action: "use the schema",
-                reason: format!(
-                    "the database holds schema version {v}, newer than this signet's {SCHEMA_VERSION}: upgrade signet"
-                ),
-            })),
-        }
-    })();
-    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
-    result.map_err(|e| db_err("create the schema", e))?
-}
-
 impl KeyStore for PostgresStore {
     fn describe(&self) -> String {
         self.describe.clone()
@@ -360,63 +283,19 @@ impl KeyStore for PostgresStore {
     }
 
     fn record_token(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
-        // The primary key makes the insert the atomic part: of two
-        // concurrent records, one inserts and the other finds the row.
-        let mut conn = self.conn()?;
-        let written = conn
-            .client
-            .execute(
-                "INSERT INTO signet_tokens (list, purpose, jti, exp) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[&list.as_str(), &entry.purpose, &entry.jti, &to_i64(entry.exp.0)],
-            )
-            .map_err(|e| db_err("record a token", e))?;
-        if written == 1 && list == TokenList::Revoked {
-            // The other replicas refresh their revocation document at once
-            // (polling stays the truth).
-            conn.client
-                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &entry.purpose])
-                .map_err(|e| db_err("notify the replicas", e))?;
-        }
-        Ok(written == 1)
+        self.record(list, entry)
     }
 
     fn token_recorded(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
-        let mut conn = self.conn()?;
-        let row = conn
-            .client
-            .query_opt(
-                "SELECT 1 FROM signet_tokens WHERE list = $1 AND purpose = $2 AND jti = $3",
-                &[&list.as_str(), &entry.purpose, &entry.jti],
-            )
-            .map_err(|e| db_err("look up a token", e))?;
-        Ok(row.is_some())
+        self.recorded(list, entry)
     }
 
     fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError> {
-        let mut conn = self.conn()?;
-        let statement = conn.tokens.clone();
-        let rows = conn
-            .client
-            .query(&statement, &[&list.as_str()])
-            .map_err(|e| db_err("read the token lists", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| TokenEntry {
-                purpose: r.get(0),
-                jti: r.get(1),
-                exp: crate::clock::UnixTime(u64::try_from(r.get::<_, i64>(2)).unwrap_or(0)),
-            })
-            .collect())
+        self.entries(list)
     }
 
     fn prune_tokens(&self, before: crate::clock::UnixTime) -> Result<usize, StoreError> {
-        let mut conn = self.conn()?;
-        let statement = conn.prune.clone();
-        let dropped = conn
-            .client
-            .execute(&statement, &[&to_i64(before.0)])
-            .map_err(|e| db_err("prune the token lists", e))?;
-        Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
+        self.prune(before)
     }
 
     fn clock_offset(&self, now: crate::clock::UnixTime) -> Result<Option<i64>, StoreError> {
@@ -435,7 +314,7 @@ impl KeyStore for PostgresStore {
             (self.config.clone(), self.tls.clone(), self.describe.clone());
         let spawned = std::thread::Builder::new()
             .name("signet-listen".into())
-            .spawn(move || listen(config, tls, describe, on_change));
+            .spawn(move || pg_listen::listen(config, tls, describe, on_change));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start listening for keyring changes; polling only");
         }
@@ -496,38 +375,5 @@ impl KeyStore for PostgresStore {
             });
         }
         Ok(Box::new(txn))
-    }
-}
-
-/// LISTENs on a connection of its own, for ever: on a notification, calls
-/// `on_change`; on a broken connection, reconnects after a second.
-fn listen(
-    config: postgres::Config,
-    tls: Option<Rustls>,
-    describe: String,
-    on_change: Box<dyn Fn(&str) + Send + Sync>,
-) {
-    let mut logged = false;
-    loop {
-        let attempt = connect(&config, tls.as_ref()).and_then(|mut client| {
-            client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
-            if logged {
-                tracing::info!(store = %describe, "listening for keyring changes again");
-                logged = false;
-            }
-            let mut notifications = client.notifications();
-            let mut iter = notifications.blocking_iter();
-            while let Some(n) = iter.next()? {
-                on_change(n.payload());
-            }
-            Ok(())
-        });
-        if let Err(e) = attempt
-            && !logged
-        {
-            tracing::warn!(store = %describe, error = %e, "not listening for keyring changes; polling only until the database answers");
-            logged = true;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
