@@ -220,7 +220,8 @@ impl KeyService {
     pub fn verify(&self, purpose: &str, token: &str) -> Result<Verified, VerifyError> {
         let now = self.now();
         let config = self.config();
-        let typ = config.purposes.get(purpose).map(|p| p.typ.as_str());
+        let purpose_config = config.purposes.get(purpose);
+        let typ = purpose_config.map(|p| p.typ.as_str());
         let parsed = parse(token)?;
         let snap = self.snapshot();
         let key = snap
@@ -239,7 +240,8 @@ impl KeyService {
             now,
         };
         let claims = parsed.verify(&key.key, &expect)?;
-        self.check_token_lists(purpose, &claims)?;
+        let single_use = purpose_config.is_some_and(|p| p.single_use);
+        self.check_token_lists(&snap, single_use, purpose, &claims)?;
         Ok(Verified { claims, kid })
     }
 }

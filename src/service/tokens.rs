@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use super::KeyService;
 use super::token::Verified;
+use super::{KeyService, Snapshot};
 use crate::clock::UnixTime;
 use crate::keys::token::VerifyError;
 use crate::storage::{StoreError, TokenEntry, TokenList, valid_jti};
@@ -57,20 +57,17 @@ impl KeyService {
     /// `RevocationsUnavailable`, never accepted unchecked).
     pub(super) fn check_token_lists(
         &self,
+        snap: &Snapshot,
+        single_use: bool,
         purpose: &str,
         claims: &Map<String, Value>,
     ) -> Result<(), VerifyError> {
         if let Some(Value::String(jti)) = claims.get("jti")
-            && self.snapshot().revoked_jtis.contains(jti)
+            && snap.revoked_jtis.contains(jti)
         {
             return Err(VerifyError::Revoked(format!("token {jti} was revoked")));
         }
-        if self
-            .config()
-            .purposes
-            .get(purpose)
-            .is_some_and(|p| p.single_use)
-        {
+        if single_use {
             let (jti, exp) = jti_exp(claims)?;
             let entry = TokenEntry {
                 purpose: purpose.to_owned(),

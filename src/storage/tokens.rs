@@ -72,6 +72,13 @@ fn list_dir(dir: &Path, list: TokenList) -> PathBuf {
     dir.join("tokens").join(list.as_str())
 }
 
+/// `dir/tokens/<list>/<purpose>/<exp>-<jti>`: the entry's file.
+fn entry_path(dir: &Path, list: TokenList, entry: &TokenEntry) -> PathBuf {
+    list_dir(dir, list)
+        .join(&entry.purpose)
+        .join(format!("{}-{}", entry.exp.0, entry.jti))
+}
+
 /// Records an entry; `Ok(false)` if it was already there.
 pub(super) fn record(dir: &Path, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
     let purpose_dir = list_dir(dir, list).join(&entry.purpose);
@@ -86,7 +93,7 @@ pub(super) fn record(dir: &Path, list: TokenList, entry: &TokenEntry) -> Result<
             sync_dir(d)?;
         }
     }
-    let path = purpose_dir.join(format!("{}-{}", entry.exp.0, entry.jti));
+    let path = entry_path(dir, list, entry);
     match OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -109,9 +116,7 @@ pub(super) fn recorded(
     list: TokenList,
     entry: &TokenEntry,
 ) -> Result<bool, StoreError> {
-    let path = list_dir(dir, list)
-        .join(&entry.purpose)
-        .join(format!("{}-{}", entry.exp.0, entry.jti));
+    let path = entry_path(dir, list, entry);
     match fs::symlink_metadata(&path) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),

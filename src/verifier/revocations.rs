@@ -26,7 +26,7 @@ const MAX_TTL: Duration = Duration::from_secs(300);
 const DEFAULT_TTL: Duration = Duration::from_secs(15);
 
 /// The cached document.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Revoked {
     kids: HashSet<String>,
     jtis: HashSet<String>,
@@ -143,13 +143,11 @@ impl Verifier {
             Ok(Got::NotModified { max_age }) => {
                 let fresh_until = now.plus(ttl(max_age));
                 Revoked {
-                    kids: seen.kids.clone(),
-                    jtis: seen.jtis.clone(),
-                    etag: seen.etag.clone(),
                     loaded: true,
                     fresh_until,
                     stale_until: fresh_until.plus(inner.cfg.stale_limit),
                     error: None,
+                    ..Revoked::clone(seen)
                 }
             }
             Err(e) => failed(seen, e),
@@ -168,13 +166,8 @@ impl Verifier {
 /// The last copy, as it was, with the reason this fetch failed.
 fn failed(seen: &Revoked, error: String) -> Revoked {
     Revoked {
-        kids: seen.kids.clone(),
-        jtis: seen.jtis.clone(),
-        etag: seen.etag.clone(),
-        loaded: seen.loaded,
-        fresh_until: seen.fresh_until,
-        stale_until: seen.stale_until,
         error: Some(error),
+        ..seen.clone()
     }
 }
 
