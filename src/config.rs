@@ -7,6 +7,7 @@
 mod file;
 mod layers;
 mod limits;
+mod signer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::clock::UnixTime;
 use crate::keys::{Algorithm, MAX_RETIRING, Policy, Schedule};
 
 pub use limits::Limits;
+pub use signer::{Pin, Pkcs11Config, SignerConfig, SignerKind, TokenSelector};
 
 /// The file read when neither `--config` nor `SIGNET_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "signet.toml";
@@ -145,6 +147,9 @@ pub struct PurposeConfig {
     /// Whether a token is used once: `POST /v1/tokens/consume` records its
     /// `jti`, and a consumed token is refused from then on.
     pub single_use: bool,
+    /// Where this purpose's new private keys are made (`[signer] kind`, or
+    /// the purpose's own `signer = "software"`).
+    pub signer: SignerKind,
 }
 
 /// The effective configuration.
@@ -164,6 +169,8 @@ pub struct Config {
     pub jwks: JwksConfig,
     /// The store.
     pub store: StoreConfig,
+    /// Where private keys are made.
+    pub signer: SignerConfig,
     /// Token purposes by name.
     pub purposes: BTreeMap<String, PurposeConfig>,
 }
@@ -232,7 +239,8 @@ impl Config {
                 "replicas on one database must name the same issuer, and the default follows each replica's own address: set issuer (or SIGNET_ISSUER) to the URL clients reach, e.g. \"https://auth.example.com\"",
             ));
         }
-        let purposes = file::purposes(file.purposes)?;
+        let signer = layers.signer(file.signer, server.limits.worker_threads)?;
+        let purposes = file::purposes(file.purposes, signer.kind)?;
         if purposes.is_empty() {
             return Err(invalid(
                 "purposes",
@@ -246,6 +254,7 @@ impl Config {
             server,
             jwks,
             store,
+            signer,
             purposes,
         };
         config.set_public_addr(config.server.public_addr);

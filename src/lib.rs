@@ -62,6 +62,8 @@
 //! - `scheduler` (feature `server`): cron jobs per purpose and the periodic check; both only apply what `keys` says is due.
 //! - `server` (feature `server`): `run(listeners, state, shutdown)`: both listeners plus the scheduler.
 //! - `verifier` (feature `verifier`): the JWKS client services embed; with `axum`, the `Verified<C>` extractor.
+//! - `pkcs11` (feature `pkcs11`, on by default): private keys generated and used inside a
+//!   PKCS#11 token; the snapshot's signer is then a handle on the token's key.
 //! - `crypto`: the crypto backend chosen at build time (aws-lc-rs or ring); nothing else names either.
 //! - `cli` (feature `server`): the `signet` command line; `main.rs` only calls it.
 
@@ -77,6 +79,8 @@ pub mod config;
 pub mod http;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 #[cfg(feature = "server")]
 pub mod scheduler;
 #[cfg(feature = "server")]

@@ -70,6 +70,8 @@ pub struct Metrics {
     auth_failures: Counter,
     keys: Family<Labels, Gauge>,
     next_rotation: Family<Labels, Gauge>,
+    #[cfg(feature = "pkcs11")]
+    token: Option<(std::sync::Arc<crate::pkcs11::Token>, Gauge)>,
 }
 
 fn counters<const N: usize>(
@@ -205,6 +207,8 @@ impl Metrics {
             auth_failures,
             keys,
             next_rotation,
+            #[cfg(feature = "pkcs11")]
+            token: None,
         }
     }
 
@@ -256,6 +260,24 @@ impl Metrics {
         }
     }
 
+    /// Registers the PKCS#11 token's failure count and open sessions.
+    #[cfg(feature = "pkcs11")]
+    pub fn with_token(mut self, token: &std::sync::Arc<crate::pkcs11::Token>) -> Metrics {
+        self.registry.register(
+            "pkcs11_errors",
+            "Failed operations on the PKCS#11 token (signing, generation, destruction, login)",
+            token.errors().clone(),
+        );
+        let sessions = Gauge::default();
+        self.registry.register(
+            "pkcs11_sessions",
+            "Logged-in sessions open on the PKCS#11 token",
+            sessions.clone(),
+        );
+        self.token = Some((std::sync::Arc::clone(token), sessions));
+        self
+    }
+
     /// Renders the text exposition format, with keyring gauges as of `now`.
     pub fn render(&self, snapshot: &Snapshot, now: crate::clock::UnixTime) -> String {
         for (purpose, keys) in &snapshot.purposes {
@@ -285,6 +307,10 @@ impl Metrics {
                     .get_or_create(&vec![("purpose", purpose.clone())])
                     .set(i64::try_from(secs).unwrap_or(i64::MAX));
             }
+        }
+        #[cfg(feature = "pkcs11")]
+        if let Some((token, gauge)) = &self.token {
+            gauge.set(i64::try_from(token.sessions_open()).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

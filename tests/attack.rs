@@ -60,7 +60,7 @@ async fn a_public_key_added_by_hand_is_never_published_nor_trusted() {
     let before = std::fs::read(&path).unwrap();
     let claims = json!({"iss": s.public, "sub": "admin", "iat": T0.0, "exp": T0.0 + 600});
     let forged = sign_compact(
-        &mine,
+        |m| mine.sign(m),
         &encode_header(Algorithm::EdDSA, mine.kid(), "at+jwt"),
         claims.to_string().as_bytes(),
     )

@@ -58,7 +58,7 @@ fn no_private_key_bytes_in_plaintext() {
     ] {
         for key in store.load(purpose).unwrap().unwrap().keys {
             let pkcs8 = master
-                .open(purpose, &key.kid, key.private.as_ref().unwrap())
+                .open(purpose, &key.kid, key.sealed().unwrap())
                 .unwrap();
             let der = pkcs8.expose_der();
             let encodings = [

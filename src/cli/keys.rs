@@ -249,13 +249,13 @@ fn print_keys(keys: &[KeyInfo], json: bool) {
         return;
     }
     println!(
-        "{:<43}  {:<20}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {:<20}",
+        "{:<43}  {:<20}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {:<20}  PRIVATE",
         "KID", "PURPOSE", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES", "EXPIRES"
     );
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     for k in keys {
         println!(
-            "{:<43}  {:<20}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {:<20}",
+            "{:<43}  {:<20}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {:<20}  {}",
             k.kid,
             k.purpose,
             k.alg.as_str(),
@@ -263,7 +263,8 @@ fn print_keys(keys: &[KeyInfo], json: bool) {
             k.created_at,
             k.activates_at,
             dash(&k.retires_at),
-            dash(&k.expires_at)
+            dash(&k.expires_at),
+            k.private.as_deref().unwrap_or("destroyed")
         );
     }
 }

@@ -36,6 +36,7 @@ pub(super) fn run(
         config.server.admin_addr = admin;
     }
     let service = open(config, env, clock)?;
+    check_token(&service);
     // Bootstrap or catch up before serving, so /readyz is true from the start.
     // A purpose that fails is logged and reported by /readyz; the others serve.
     if let Err(e) = service.tick() {
@@ -72,3 +73,20 @@ pub(super) fn run(
         .block_on(serve(listeners, state, shutdown_signal()))
         .map_err(|e| CliError::Usage(format!("server error: {e}")))
 }
+
+/// Logs in to the PKCS#11 token now, so that an absent token or a refused
+/// PIN is in the log at start; serving goes on (the JWKS does not need it).
+#[cfg(feature = "pkcs11")]
+fn check_token(service: &crate::service::KeyService) {
+    if let Some(token) = service.token() {
+        match token.check() {
+            Ok(()) => tracing::info!(token = token.label(), "PKCS#11 token ready"),
+            Err(e) => {
+                tracing::error!(error = %e, "the PKCS#11 token cannot be used: the JWKS is served, signing with its keys answers 503 until it can")
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn check_token(_: &crate::service::KeyService) {}

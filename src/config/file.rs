@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{ConfigError, PurposeConfig, invalid, parse_duration};
+use super::{ConfigError, PurposeConfig, SignerKind, invalid, parse_duration};
 use crate::keys::{Algorithm, RSA_BITS, Schedule, default_typ};
 
 #[derive(Deserialize, Default)]
@@ -19,7 +19,21 @@ pub(super) struct File {
     #[serde(default)]
     pub(super) store: FileStore,
     #[serde(default)]
+    pub(super) signer: FileSigner,
+    #[serde(default)]
     pub(super) purposes: BTreeMap<String, FilePurpose>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSigner {
+    pub(super) kind: Option<String>,
+    pub(super) module: Option<String>,
+    pub(super) token_label: Option<String>,
+    pub(super) slot: Option<u64>,
+    pub(super) sessions: Option<usize>,
+    /// Refused with a pointer to `SIGNET_PKCS11_PIN`.
+    pub(super) pin: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -65,6 +79,7 @@ pub(super) struct FilePurpose {
     pub(super) rsa_bits: Option<u32>,
     pub(super) discovery: Option<bool>,
     pub(super) single_use: Option<bool>,
+    pub(super) signer: Option<String>,
 }
 
 /// Built-in purposes: (name, algorithm, token_ttl); `typ` from [`default_typ`].
@@ -84,8 +99,25 @@ fn valid_purpose_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, ConfigError> {
+fn purpose(
+    name: &str,
+    p: FilePurpose,
+    d: FilePurpose,
+    signer: SignerKind,
+) -> Result<PurposeConfig, ConfigError> {
     let f = |k: &str| format!("purposes.{name}.{k}");
+    let signer = match p.signer {
+        None => signer,
+        Some(text) => match SignerKind::parse(&f("signer"), &text)? {
+            SignerKind::Pkcs11 if signer == SignerKind::Software => {
+                return Err(invalid(
+                    f("signer"),
+                    "\"pkcs11\" needs the token configured: set [signer] kind = \"pkcs11\" with its module and token_label",
+                ));
+            }
+            kind => kind,
+        },
+    };
     let names = p.algorithms.or(d.algorithms).unwrap_or_default();
     let mut algorithms = Vec::new();
     for a in &names {
@@ -134,12 +166,14 @@ fn purpose(name: &str, p: FilePurpose, d: FilePurpose) -> Result<PurposeConfig, 
         rsa_bits,
         discovery: p.discovery.or(d.discovery).unwrap_or(false),
         single_use: p.single_use.or(d.single_use).unwrap_or(false),
+        signer,
     })
 }
 
 /// The effective purposes: the built-ins with the file's changes, then the file's own.
 pub(super) fn purposes(
     mut written: BTreeMap<String, FilePurpose>,
+    signer: SignerKind,
 ) -> Result<BTreeMap<String, PurposeConfig>, ConfigError> {
     let mut purposes = BTreeMap::new();
     for (name, alg, ttl) in DEFAULT_PURPOSES {
@@ -158,8 +192,9 @@ pub(super) fn purposes(
             discovery: Some(name == "access_token"),
             // A link is meant to be followed once.
             single_use: Some(matches!(name, "magic_link" | "reset_password_link")),
+            signer: None,
         };
-        purposes.insert(name.to_owned(), purpose(name, p, defaults)?);
+        purposes.insert(name.to_owned(), purpose(name, p, defaults, signer)?);
     }
     for (name, p) in written {
         if p.enabled == Some(false) {
@@ -186,8 +221,9 @@ pub(super) fn purposes(
             rsa_bits: Some(2048),
             discovery: Some(false),
             single_use: Some(false),
+            signer: None,
         };
-        purposes.insert(name.clone(), purpose(&name, p, defaults)?);
+        purposes.insert(name.clone(), purpose(&name, p, defaults, signer)?);
     }
     Ok(purposes)
 }

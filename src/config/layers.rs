@@ -46,7 +46,7 @@ pub(super) struct Layers<'a> {
 impl Layers<'_> {
     /// The value of `var` if set, else the file's, else `default`; with the
     /// name to blame in an error (the variable, or the file's field).
-    fn pick(
+    pub(super) fn pick(
         &self,
         var: &str,
         field: &str,

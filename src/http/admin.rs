@@ -144,14 +144,16 @@ async fn sign(
         .transpose()
         .map_err(|e| invalid(format!("alg: {e}")))?;
     let purpose = body.purpose.clone();
-    // RSA (a private-key operation of about half a millisecond) leaves the
-    // async workers; the others sign in place. Both wait for the gate.
-    let heavy = alg
-        .or_else(|| {
-            let config = state.service.config();
-            config.purposes.get(&purpose).map(|p| p.algorithms[0])
-        })
-        .is_some_and(|a| a.family() == KeyFamily::Rsa);
+    // RSA (a private-key operation of about half a millisecond) and every
+    // call into a PKCS#11 token (blocking, perhaps a network round trip)
+    // leave the async workers; the others sign in place. All wait for the gate.
+    let heavy = state.service.token().is_some()
+        || alg
+            .or_else(|| {
+                let config = state.service.config();
+                config.purposes.get(&purpose).map(|p| p.algorithms[0])
+            })
+            .is_some_and(|a| a.family() == KeyFamily::Rsa);
     let service = state.service.clone();
     let request = SignRequest {
         purpose: body.purpose,

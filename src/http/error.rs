@@ -190,9 +190,9 @@ impl From<JsonRejection> for ApiError {
 impl From<SignError> for ApiError {
     fn from(e: SignError) -> Self {
         match e {
-            SignError::NoSigningKey { .. } | SignError::KeyUnavailable { .. } => {
-                ApiError::Unavailable(e.to_string())
-            }
+            SignError::NoSigningKey { .. }
+            | SignError::KeyUnavailable { .. }
+            | SignError::Token(_) => ApiError::Unavailable(e.to_string()),
             SignError::Key(e) => ApiError::Internal(e.to_string()),
             other => ApiError::Invalid(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
         }
@@ -218,6 +218,9 @@ impl From<ServiceError> for ApiError {
                 ApiError::NotFound(e.to_string())
             }
             ServiceError::KidInUnreadableKeyring { .. } => ApiError::Unavailable(e.to_string()),
+            // The token is absent or failing: a dependency, like the database.
+            #[cfg(feature = "pkcs11")]
+            ServiceError::Token(_) => ApiError::Unavailable(e.to_string()),
             // The database is down or refused: a dependency, not a bug.
             ServiceError::Store(StoreError::Database { .. }) => {
                 ApiError::Unavailable(e.to_string())

@@ -53,7 +53,13 @@ impl AppState {
     /// Builds the state; renders the discovery document once.
     pub fn new(service: Arc<KeyService>, tokens: AdminTokens) -> AppState {
         let config = service.config();
-        let metrics = Arc::new(Metrics::new(config, service.store_errors().clone()));
+        let metrics = Metrics::new(config, service.store_errors().clone());
+        #[cfg(feature = "pkcs11")]
+        let metrics = match service.token() {
+            Some(token) => metrics.with_token(token),
+            None => metrics,
+        };
+        let metrics = Arc::new(metrics);
         let discovery = Bytes::from(public::discovery_document(config));
         let cache_control = HeaderValue::from_str(&format!(
             "public, max-age={}",

@@ -313,7 +313,7 @@ impl Keyring {
                         retires_at: *retires_at,
                         expires_at: retires_at.map(|r| r.plus(policy.retention())),
                         revoked_at: None,
-                        private: Some(new.sealed),
+                        private: Some(new.private),
                     });
                 }
                 other => self.edit(other, policy),

@@ -36,11 +36,11 @@ pub(super) fn make(alg: Algorithm) -> Result<NewKey, KeyError> {
     let key = SigningKey::from_pkcs8(alg, &generate(alg, 2048)?)?;
     Ok(NewKey {
         jwk: key.public_jwk().clone(),
-        sealed: SealedKey {
+        private: PrivateHalf::Sealed(SealedKey {
             master: "test".into(),
             nonce: String::new(),
             ciphertext: String::new(),
-        },
+        }),
     })
 }
 

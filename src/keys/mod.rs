@@ -43,7 +43,7 @@ pub use plan::{NewKey, Plan, Refusal, Step};
 #[cfg(feature = "server")]
 pub use policy::{MAX_RETIRING, Policy};
 #[cfg(feature = "server")]
-pub use record::{KeyRecord, KeyState, KeyringMac, SealedKey};
+pub use record::{KeyRecord, KeyState, KeyringMac, PrivateHalf, SealedKey, TokenObject};
 #[cfg(feature = "server")]
 pub use schedule::{Schedule, ScheduleError};
 

@@ -1,6 +1,6 @@
 //! The vocabulary of keyring changes: steps, plans, and refusals.
 
-use super::record::SealedKey;
+use super::record::PrivateHalf;
 use super::{Algorithm, PublicJwk};
 use crate::clock::UnixTime;
 
@@ -71,13 +71,13 @@ impl Plan {
     }
 }
 
-/// A freshly generated key, already sealed by the caller.
+/// A freshly generated key: sealed by the caller, or made in a token.
 #[derive(Clone, Debug)]
 pub struct NewKey {
     /// Its public JWK (with kid).
     pub jwk: PublicJwk,
-    /// Its encrypted private half.
-    pub sealed: SealedKey,
+    /// Its private half.
+    pub private: PrivateHalf,
 }
 
 /// An operation the lifecycle rules refuse.

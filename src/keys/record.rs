@@ -25,6 +25,65 @@ impl fmt::Debug for SealedKey {
     }
 }
 
+/// A private key that lives inside a PKCS#11 token: the store records where
+/// it is, never the key (the token generated it and will not export it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenObject {
+    /// The label of the token that holds it.
+    pub token: String,
+    /// The object's `CKA_ID`, hex.
+    pub object_id: String,
+}
+
+/// Where a key's private half lives.
+///
+/// Serialised without a tag: a sealed key is the document's original form
+/// (`master`, `nonce`, `ciphertext`), a token object has `token` and
+/// `object_id`, so keyrings written before tokens existed read unchanged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PrivateHalf {
+    /// Encrypted under the master key, in the store.
+    Sealed(SealedKey),
+    /// Inside a PKCS#11 token.
+    Token(TokenObject),
+}
+
+impl fmt::Debug for PrivateHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrivateHalf::Sealed(s) => s.fmt(f),
+            PrivateHalf::Token(t) => t.fmt(f),
+        }
+    }
+}
+
+impl PrivateHalf {
+    /// The sealed key, if the private half is in the store.
+    pub fn sealed(&self) -> Option<&SealedKey> {
+        match self {
+            PrivateHalf::Sealed(s) => Some(s),
+            PrivateHalf::Token(_) => None,
+        }
+    }
+
+    /// The token object, if the private half is in a token.
+    pub fn token(&self) -> Option<&TokenObject> {
+        match self {
+            PrivateHalf::Token(t) => Some(t),
+            PrivateHalf::Sealed(_) => None,
+        }
+    }
+
+    /// Where it lives, for `keys list`: `store`, or `token <label>`.
+    pub fn location(&self) -> String {
+        match self {
+            PrivateHalf::Sealed(_) => "store".to_owned(),
+            PrivateHalf::Token(t) => format!("token {}", t.token),
+        }
+    }
+}
+
 /// The authentication of a whole keyring document (a MAC under a key derived
 /// from the master key); opaque to the lifecycle core.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,8 +137,8 @@ impl fmt::Display for KeyState {
     }
 }
 
-/// One key of a keyring: its public half, its sealed private half (until
-/// destroyed) and the timestamps its state is computed from.
+/// One key of a keyring: its public half, its private half (sealed in the
+/// store or held by a token, until destroyed) and the timestamps its state is computed from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// RFC 7638 thumbprint of `jwk`.
@@ -101,12 +160,17 @@ pub struct KeyRecord {
     /// When an operator revoked it.
     #[serde(default)]
     pub revoked_at: Option<UnixTime>,
-    /// The encrypted private key; `None` once destroyed.
+    /// The private key, sealed or in a token; `None` once destroyed.
     #[serde(default)]
-    pub private: Option<SealedKey>,
+    pub private: Option<PrivateHalf>,
 }
 
 impl KeyRecord {
+    /// The sealed private key, if it is in the store and not destroyed.
+    pub fn sealed(&self) -> Option<&SealedKey> {
+        self.private.as_ref().and_then(PrivateHalf::sealed)
+    }
+
     /// The key's state at `now`. Pure: the same record and instant always give
     /// the same answer, on every replica.
     pub fn state_at(&self, now: UnixTime) -> KeyState {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::jwk::{b64, b64_decode};
-use super::{Algorithm, KeyError, SigningKey, VerifyingKey};
+use super::{Algorithm, VerifyingKey};
 use crate::clock::UnixTime;
 
 /// Tokens longer than this are refused before any decoding.
@@ -305,12 +305,14 @@ pub fn encode_header(alg: Algorithm, kid: &str, typ: &str) -> String {
     b64(header.to_string().as_bytes())
 }
 
-/// Signs `claims` (a JSON object's bytes) under a pre-rendered header.
-pub fn sign_compact(
-    key: &SigningKey,
+/// Signs `claims` (a JSON object's bytes) under a pre-rendered header;
+/// `sign` makes the raw signature of the signing input (e.g.
+/// [`SigningKey::sign`](super::SigningKey::sign)).
+pub fn sign_compact<E>(
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
     header_b64: &str,
     claims_json: &[u8],
-) -> Result<String, KeyError> {
+) -> Result<String, E> {
     let claims_len = claims_json.len().div_ceil(3) * 4;
     let mut token = String::with_capacity(header_b64.len() + claims_len + 2 + 350);
     token.push_str(header_b64);
@@ -320,7 +322,7 @@ pub fn sign_compact(
         claims_json,
         &mut token,
     );
-    let signature = key.sign(token.as_bytes())?;
+    let signature = sign(token.as_bytes())?;
     token.push('.');
     base64::Engine::encode_string(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,

@@ -5,9 +5,11 @@ use super::{KeyInfo, KeyService, ServiceError};
 use crate::clock::UnixTime;
 use crate::crypto::rand::{SecureRandom, SystemRandom};
 
+use crate::config::SignerKind;
 use crate::keys::jwk::b64;
 use crate::keys::{
-    Algorithm, KeyError, Keyring, NewKey, Plan, Policy, Refusal, SigningKey, Step, generate,
+    Algorithm, KeyError, Keyring, NewKey, Plan, Policy, PrivateHalf, Refusal, SigningKey, Step,
+    TokenObject, generate,
 };
 use crate::storage::StoreError;
 
@@ -127,12 +129,12 @@ impl KeyService {
             let mut changed = 0;
             for key in &mut ring.keys {
                 if let Some(sealed) = key
-                    .private
-                    .as_ref()
+                    .sealed()
                     .filter(|s| s.master != self.master.current_id())
                 {
                     let pkcs8 = self.master.open(purpose, &key.kid, sealed)?;
-                    key.private = Some(self.master.seal(purpose, &key.kid, &pkcs8)?);
+                    let sealed = self.master.seal(purpose, &key.kid, &pkcs8)?;
+                    key.private = Some(PrivateHalf::Sealed(sealed));
                     changed += 1;
                 }
             }
@@ -164,7 +166,7 @@ impl KeyService {
                 continue;
             }
             for key in &stored.keys {
-                if let Some(sealed) = &key.private {
+                if let Some(sealed) = key.sealed() {
                     self.master.open(purpose, &key.kid, sealed)?;
                 }
             }
@@ -209,30 +211,66 @@ impl KeyService {
             .collect::<Result<Vec<_>, _>>()?;
         let now = self.now();
         let txn = self.store.lock(purposes)?;
-        let mut changed = Vec::new();
-        let mut log = Vec::new();
-        for (&purpose, policy) in purposes.iter().zip(policies) {
-            let rsa_bits = self
-                .config
-                .purposes
-                .get(purpose)
-                .map_or(2048, |p| p.rsa_bits);
-            let stored = txn.current(purpose);
-            if let Some(stored) = stored {
-                self.check_stored(stored)?;
+        // Keys made in the token by this change: destroyed again if it is
+        // refused before its commit (a refused rotation must not leave
+        // objects behind). After a failed commit they are kept: the commit
+        // may have landed (a connection lost during COMMIT), and a stored
+        // key without its object could never sign.
+        let mut created = Vec::new();
+        let planned = (|| {
+            let mut changed = Vec::new();
+            let mut log = Vec::new();
+            let mut dropped = Vec::new();
+            for (&purpose, policy) in purposes.iter().zip(policies) {
+                let rsa_bits = self
+                    .config
+                    .purposes
+                    .get(purpose)
+                    .map_or(2048, |p| p.rsa_bits);
+                let stored = txn.current(purpose);
+                if let Some(stored) = stored {
+                    self.check_stored(stored)?;
+                }
+                let mut ring = stored.cloned().unwrap_or_else(|| Keyring::new(purpose));
+                let mut make = |alg: Algorithm| {
+                    let key = self.make_key(purpose, alg, rsa_bits)?;
+                    if let Some(object) = key.private.token() {
+                        created.push((purpose.to_owned(), key.jwk.kid.clone(), object.clone()));
+                    }
+                    Ok::<_, ServiceError>(key)
+                };
+                let due = ring.due(now, &policy);
+                ring.apply(&due, now, &policy, &mut make)?;
+                let asked = op(&ring, now, &policy)?;
+                ring.apply(&asked, now, &policy, &mut make)?;
+                if !(due.is_empty() && asked.is_empty()) {
+                    if let Some(stored) = stored {
+                        dropped.extend(dropped_objects(stored, &ring));
+                    }
+                    // Made and retired in this one change (a bootstrap
+                    // followed by a forced rotation).
+                    dropped.extend(
+                        created
+                            .iter()
+                            .filter(|(p, kid, object)| p == purpose && !holds(&ring, kid, object))
+                            .cloned(),
+                    );
+                    self.prepare_commit(&mut ring, txn.next_generation(purpose))?;
+                    log.push((purpose, due.steps.into_iter().chain(asked.steps)));
+                    changed.push(ring);
+                }
             }
-            let mut ring = stored.cloned().unwrap_or_else(|| Keyring::new(purpose));
-            let mut make = |alg: Algorithm| self.make_key(purpose, alg, rsa_bits);
-            let due = ring.due(now, &policy);
-            ring.apply(&due, now, &policy, &mut make)?;
-            let asked = op(&ring, now, &policy)?;
-            ring.apply(&asked, now, &policy, &mut make)?;
-            if !(due.is_empty() && asked.is_empty()) {
-                self.prepare_commit(&mut ring, txn.next_generation(purpose))?;
-                log.push((purpose, due.steps.into_iter().chain(asked.steps)));
-                changed.push(ring);
+            Ok::<_, ServiceError>((changed, log, dropped))
+        })();
+        let (changed, log, dropped) = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                for (purpose, kid, object) in &created {
+                    self.destroy_object(purpose, kid, object);
+                }
+                return Err(e);
             }
-        }
+        };
         if changed.is_empty() {
             return Ok(false);
         }
@@ -242,7 +280,85 @@ impl KeyService {
                 log_step(purpose, &step, generation);
             }
         }
+        // The store no longer names these objects: destroy them in the
+        // token now (rule 7). One that fails is destroyed by a later sweep.
+        for (purpose, kid, object) in dropped {
+            self.destroy_object(&purpose, &kid, &object);
+        }
         Ok(true)
+    }
+
+    /// Destroys a key's private object in the token, logging the outcome.
+    #[cfg(feature = "pkcs11")]
+    fn destroy_object(&self, purpose: &str, kid: &str, object: &TokenObject) {
+        let Some(token) = &self.token else {
+            tracing::error!(
+                purpose,
+                kid,
+                token = object.token,
+                "a destroyed key's private object is in a token that is not configured: destroy it there by hand"
+            );
+            return;
+        };
+        match token.destroy(object) {
+            Ok(true) => tracing::info!(
+                purpose,
+                kid,
+                object = object.object_id,
+                "private key object destroyed in the token"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(purpose, kid, object = object.object_id, error = %e, "cannot destroy a private key object in the token; retried at the next sweep")
+            }
+        }
+    }
+
+    #[cfg(not(feature = "pkcs11"))]
+    fn destroy_object(&self, purpose: &str, kid: &str, object: &TokenObject) {
+        tracing::error!(
+            purpose,
+            kid,
+            token = object.token,
+            "a destroyed key's private object is in a PKCS#11 token and this build has no PKCS#11: destroy it there by hand"
+        );
+    }
+
+    /// Destroys the token objects of keys whose private half the keyrings no
+    /// longer hold (a destruction that failed when the key retired or was
+    /// revoked). Objects whose kid is in no keyring are left alone: a key
+    /// being made by another replica is one until its commit lands. Returns
+    /// how many were destroyed.
+    #[cfg(feature = "pkcs11")]
+    pub fn sweep_token(&self) -> usize {
+        let Some(token) = &self.token else {
+            return 0;
+        };
+        let snap = self.snapshot();
+        let mut destroyed = 0;
+        for (purpose, view) in &snap.purposes {
+            let Ok(objects) = token.objects_of(purpose) else {
+                return destroyed;
+            };
+            for (kid, object) in objects {
+                let held = view.keyring.get(&kid).map(|k| {
+                    k.private
+                        .as_ref()
+                        .and_then(PrivateHalf::token)
+                        .is_some_and(|o| o.object_id == object.object_id)
+                });
+                if held == Some(false) && token.destroy(&object).unwrap_or(false) {
+                    tracing::info!(
+                        purpose,
+                        kid,
+                        object = object.object_id,
+                        "private key object destroyed in the token (sweep)"
+                    );
+                    destroyed += 1;
+                }
+            }
+        }
+        destroyed
     }
 
     /// Refuses to change a stored keyring that fails authentication, or
@@ -251,7 +367,7 @@ impl KeyService {
     fn check_stored(&self, ring: &Keyring) -> Result<(), StoreError> {
         self.master.check(ring)?;
         for key in &ring.keys {
-            if let Some(sealed) = &key.private {
+            if let Some(sealed) = key.sealed() {
                 self.master.open(&ring.purpose, &key.kid, sealed)?;
             }
         }
@@ -276,15 +392,69 @@ impl KeyService {
         alg: Algorithm,
         rsa_bits: u32,
     ) -> Result<NewKey, ServiceError> {
+        let in_token = self
+            .config
+            .purposes
+            .get(purpose)
+            .is_some_and(|p| p.signer == SignerKind::Pkcs11);
+        if in_token {
+            return self.make_token_key(purpose, alg, rsa_bits);
+        }
         let pkcs8 = generate(alg, rsa_bits)?;
         let key = SigningKey::from_pkcs8(alg, &pkcs8)?;
         let sealed = self.master.seal(purpose, key.kid(), &pkcs8)?;
         tracing::info!(purpose, kid = key.kid(), %alg, "key created");
         Ok(NewKey {
             jwk: key.public_jwk().clone(),
-            sealed,
+            private: PrivateHalf::Sealed(sealed),
         })
     }
+
+    #[cfg(feature = "pkcs11")]
+    fn make_token_key(
+        &self,
+        purpose: &str,
+        alg: Algorithm,
+        rsa_bits: u32,
+    ) -> Result<NewKey, ServiceError> {
+        let token = self.token.as_ref().ok_or_else(|| {
+            ServiceError::Token(crate::pkcs11::TokenError::NoToken {
+                token: "(none)".into(),
+                module: "(none)".into(),
+            })
+        })?;
+        let (jwk, object) = token.generate(purpose, alg, rsa_bits)?;
+        tracing::info!(purpose, kid = jwk.kid, %alg, token = object.token, object = object.object_id, "key created in the token");
+        Ok(NewKey {
+            jwk,
+            private: PrivateHalf::Token(object),
+        })
+    }
+
+    #[cfg(not(feature = "pkcs11"))]
+    fn make_token_key(&self, _: &str, _: Algorithm, _: u32) -> Result<NewKey, ServiceError> {
+        unreachable!("the configuration refuses signer = \"pkcs11\" in a build without PKCS#11")
+    }
+}
+
+/// Whether `ring` still names `object` as the private half of `kid`.
+fn holds(ring: &Keyring, kid: &str, object: &TokenObject) -> bool {
+    ring.get(kid)
+        .and_then(|k| k.private.as_ref())
+        .and_then(PrivateHalf::token)
+        == Some(object)
+}
+
+/// The token objects that `before` names and `after` no longer does: keys
+/// whose private half was destroyed (retired, revoked) or dropped.
+fn dropped_objects(before: &Keyring, after: &Keyring) -> Vec<(String, String, TokenObject)> {
+    before
+        .keys
+        .iter()
+        .filter_map(|k| Some((k, k.private.as_ref()?.token()?)))
+        .filter(|(k, object)| !holds(after, &k.kid, object))
+        .map(|(k, object)| (before.purpose.clone(), k.kid.clone(), object.clone()))
+        .collect()
 }
 
 /// 128 random bits, base64url.

@@ -11,6 +11,7 @@
 
 mod change;
 mod refresh;
+mod signer;
 mod snapshot;
 mod token;
 mod tokens;
@@ -23,6 +24,7 @@ use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 
 pub use refresh::{Problem, ProblemKind};
+pub use signer::{KeySigner, SignFailure, TokenRef};
 pub use snapshot::{PurposeKeys, Rendered, Signer, Snapshot, StoreFault, VerifyKey};
 pub use token::{RESERVED_CLAIMS, SignError, SignRequest, SignedToken, Verified};
 pub use tokens::TokenError;
@@ -46,6 +48,10 @@ pub enum ServiceError {
     /// Key generation failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The PKCS#11 token failed or refused.
+    #[cfg(feature = "pkcs11")]
+    #[error(transparent)]
+    Token(#[from] crate::pkcs11::TokenError),
     /// The purpose is not configured.
     #[error("unknown purpose {0:?}: configured purposes are {1}")]
     UnknownPurpose(String, String),
@@ -85,6 +91,9 @@ pub struct KeyInfo {
     pub expires_at: Option<String>,
     /// When it was revoked.
     pub revoked_at: Option<String>,
+    /// Where its private half is: `store`, `token <label>`, or none once
+    /// destroyed.
+    pub private: Option<String>,
 }
 
 /// Store error counts by purpose, as `signet_store_errors_total{purpose}`.
@@ -96,6 +105,8 @@ pub struct KeyService {
     config: Arc<Config>,
     store: Arc<dyn KeyStore>,
     master: MasterKeys,
+    /// The PKCS#11 token of `[signer]`, if configured.
+    token: Option<TokenRef>,
     clock: Arc<dyn Clock>,
     snapshot: ArcSwap<Snapshot>,
     store_errors: StoreErrors,
@@ -119,10 +130,12 @@ impl KeyService {
         master: MasterKeys,
         clock: Arc<dyn Clock>,
     ) -> Result<KeyService, ServiceError> {
+        let token = open_token(&config)?;
         let service = KeyService {
             config,
             store,
             master,
+            token,
             clock,
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             store_errors: StoreErrors::default(),
@@ -136,6 +149,11 @@ impl KeyService {
         }
         service.refresh();
         Ok(service)
+    }
+
+    /// The PKCS#11 token of `[signer]`, if one is configured.
+    pub fn token(&self) -> Option<&TokenRef> {
+        self.token.as_ref()
     }
 
     /// The effective configuration.
@@ -209,7 +227,23 @@ impl KeyService {
                 retires_at: k.retires_at.map(t),
                 expires_at: k.expires_at.map(t),
                 revoked_at: k.revoked_at.map(t),
+                private: k.private.as_ref().map(crate::keys::PrivateHalf::location),
             })
             .collect()
     }
+}
+
+/// Loads the PKCS#11 module of `[signer]`, if configured. Finds and logs in
+/// to the token lazily: one absent at start is looked for at each use.
+#[cfg(feature = "pkcs11")]
+fn open_token(config: &Config) -> Result<Option<TokenRef>, ServiceError> {
+    match &config.signer.pkcs11 {
+        Some(p) => Ok(Some(Arc::new(crate::pkcs11::Token::open(p)?))),
+        None => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn open_token(_: &Config) -> Result<Option<TokenRef>, ServiceError> {
+    Ok(None)
 }

@@ -41,6 +41,8 @@ pub enum ProblemKind {
     KeyUnusable,
     /// This host's clock differs from the shared store's by more than allowed.
     Clock,
+    /// The PKCS#11 token holding the active key is failing.
+    Token,
 }
 
 impl KeyService {
@@ -228,7 +230,14 @@ impl KeyService {
         now: UnixTime,
         previous: Option<&PurposeKeys>,
     ) -> PurposeKeys {
-        let view = PurposeKeys::build(&self.master, config, ring, now, previous);
+        let view = PurposeKeys::build(
+            &self.master,
+            self.token.as_ref(),
+            config,
+            ring,
+            now,
+            previous,
+        );
         for (kid, signer) in &view.signers {
             if let Err(reason) = signer
                 && previous.is_none_or(|p| p.signers.get(kid).is_none_or(|s| s.is_ok()))
@@ -294,20 +303,44 @@ impl KeyService {
                         format!("no active {alg} key"),
                         format!("the {purpose} keyring has no active {alg} key yet; signet creates one at its next check"),
                     )),
-                    Some(key) => {
-                        if let Some(Err(reason)) = view.signers.get(&key.kid) {
-                            out.push(problem(
-                                ProblemKind::KeyUnusable,
-                                format!("the active {alg} key {} cannot sign", key.kid),
-                                reason.clone(),
-                            ));
+                    Some(key) => match view.signers.get(&key.kid) {
+                        Some(Err(reason)) => out.push(problem(
+                            ProblemKind::KeyUnusable,
+                            format!("the active {alg} key {} cannot sign", key.kid),
+                            reason.clone(),
+                        )),
+                        // Degraded, not unready: the JWKS is served, and every
+                        // replica shares the token, so taking them all out of
+                        // the load balancer would not make one sign.
+                        Some(Ok(signer)) if signer.key.in_token() => {
+                            if let Some(failure) = self.token.as_ref().and_then(token_failure) {
+                                out.push(Problem {
+                                    blocking: false,
+                                    ..problem(
+                                        ProblemKind::Token,
+                                        format!("the PKCS#11 token holding the active {alg} key is failing"),
+                                        failure,
+                                    )
+                                });
+                            }
                         }
-                    }
+                        _ => {}
+                    },
                 }
             }
         }
         out
     }
+}
+
+#[cfg(feature = "pkcs11")]
+fn token_failure(token: &super::TokenRef) -> Option<String> {
+    token.failing()
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn token_failure(token: &super::TokenRef) -> Option<String> {
+    match *token {}
 }
 
 /// How a store error shows in a purpose's view: an unreachable database

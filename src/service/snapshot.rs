@@ -14,13 +14,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::signer::{KeySigner, TokenRef, open_key};
 use crate::clock::UnixTime;
 use crate::config::PurposeConfig;
 use crate::keys::jwk::b64;
 use crate::keys::token::encode_header;
-use crate::keys::{Algorithm, KeyRecord, KeyState, Keyring, PublicJwk, SigningKey, VerifyingKey};
+use crate::keys::{Algorithm, KeyState, Keyring, PublicJwk, VerifyingKey};
+use crate::storage::TokenEntry;
 use crate::storage::seal::MasterKeys;
-use crate::storage::{StoreError, TokenEntry};
 
 /// A JSON body rendered once, with its strong ETag.
 #[derive(Debug, Clone)]
@@ -113,8 +114,9 @@ impl Rendered {
 /// A private key ready to sign, with its header pre-rendered.
 #[derive(Debug, Clone)]
 pub struct Signer {
-    /// The parsed key pair, shared with later snapshots so keys are parsed once.
-    pub key: Arc<SigningKey>,
+    /// The parsed key pair or token key, shared with later snapshots so
+    /// keys are parsed (or found) once.
+    pub key: Arc<KeySigner>,
     /// base64url `{"alg","kid","typ"}`.
     pub header_b64: String,
 }
@@ -171,6 +173,7 @@ impl PurposeKeys {
     /// so a process keeps the keys it holds when the master key changes.
     pub fn build(
         master: &MasterKeys,
+        token: Option<&TokenRef>,
         config: &PurposeConfig,
         keyring: Keyring,
         now: UnixTime,
@@ -209,9 +212,7 @@ impl PurposeKeys {
                 .map(|s| Arc::clone(&s.key));
             let parsed = match reused {
                 Some(k) => Ok(k),
-                None => open_key(master, &keyring.purpose, key)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string()),
+                None => open_key(master, token, &keyring.purpose, key).map(Arc::new),
             };
             let signer = parsed.map(|key| Signer {
                 header_b64: encode_header(key.alg(), key.kid(), &config.typ),
@@ -349,31 +350,4 @@ impl Snapshot {
             revocations,
         }
     }
-}
-
-/// Decrypts and parses a stored private key, checking it is the key its kid names.
-pub(crate) fn open_key(
-    master: &MasterKeys,
-    purpose: &str,
-    key: &KeyRecord,
-) -> Result<SigningKey, StoreError> {
-    let sealed = key.private.as_ref().ok_or_else(|| StoreError::Decrypt {
-        purpose: purpose.to_owned(),
-        kid: key.kid.clone(),
-        reason: "its private half was destroyed, so it can never sign; rotate the purpose".into(),
-    })?;
-    let pkcs8 = master.open(purpose, &key.kid, sealed)?;
-    let parsed = SigningKey::from_pkcs8(key.alg, &pkcs8).map_err(|e| StoreError::Decrypt {
-        purpose: purpose.to_owned(),
-        kid: key.kid.clone(),
-        reason: e.to_string(),
-    })?;
-    if parsed.kid() != key.kid {
-        return Err(StoreError::Decrypt {
-            purpose: purpose.to_owned(),
-            kid: key.kid.clone(),
-            reason: "the private key does not belong to this kid".into(),
-        });
-    }
-    Ok(parsed)
 }

@@ -6,7 +6,7 @@ use crate::crypto::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::KeyService;
+use super::{KeyService, SignFailure};
 use crate::clock::UnixTime;
 use crate::keys::jwk::b64;
 use crate::keys::token::{Audience, Expectations, MAX_TOKEN_LEN, VerifyError, parse, sign_compact};
@@ -90,6 +90,19 @@ pub enum SignError {
     /// The signature itself failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The PKCS#11 token holding the active key failed or refused.
+    #[error("the active key is in a PKCS#11 token that cannot sign now: {0}")]
+    Token(String),
+}
+
+impl From<SignFailure> for SignError {
+    fn from(e: SignFailure) -> SignError {
+        match e {
+            SignFailure::Key(e) => SignError::Key(e),
+            #[cfg(feature = "pkcs11")]
+            SignFailure::Token(e) => SignError::Token(e.to_string()),
+        }
+    }
 }
 
 /// What the issuer asks for.
@@ -201,7 +214,7 @@ impl KeyService {
         claims.insert("exp".into(), Value::from(exp.0));
         claims.insert("jti".into(), Value::from(new_jti()?));
         let body = serde_json::to_vec(&claims).map_err(|_| KeyError::Signing)?;
-        let token = sign_compact(&signer.key, &signer.header_b64, &body)?;
+        let token = sign_compact(|m| signer.key.sign(m), &signer.header_b64, &body)?;
         if token.len() > MAX_TOKEN_LEN {
             return Err(SignError::TooLarge {
                 size: token.len(),

@@ -163,6 +163,9 @@ impl KeyService {
             return Ok(0);
         }
         self.last_prune.store(now.0, Ordering::Relaxed);
+        // The same minute's maintenance: token objects whose destruction failed.
+        #[cfg(feature = "pkcs11")]
+        self.sweep_token();
         let before = UnixTime(now.0.saturating_sub(self.config().leeway.as_secs()));
         let dropped = self.store.prune_tokens(before)?;
         if dropped > 0 {
