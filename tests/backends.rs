@@ -19,7 +19,7 @@ const CONFIG: &str = "[purposes.access_token]\nalgorithms = [\"EdDSA\", \"RS256\
 
 /// Checks a signature with ring directly (not through signet): an
 /// implementation independent of the aws-lc-rs build.
-fn ring_accepts(alg: Algorithm, key: &PublicMembers, token: &str) -> bool {
+pub(crate) fn ring_accepts(alg: Algorithm, key: &PublicMembers, token: &str) -> bool {
     use ring::signature as sig;
     let (input, signature) = token.rsplit_once('.').unwrap();
     let signature = signet::keys::jwk::b64_decode(signature).unwrap();

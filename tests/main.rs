@@ -9,6 +9,8 @@ mod cli;
 mod common;
 mod connections;
 mod failure;
+#[cfg(feature = "pkcs11")]
+mod hsm;
 mod interop;
 mod pg_store;
 mod replicas;

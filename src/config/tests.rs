@@ -270,3 +270,83 @@ fn toml_errors_keep_their_layout_and_durations_read_as_written() {
     assert_eq!(super::show_duration(Duration::from_secs(5400)), "90m");
     assert_eq!(super::show_duration(Duration::from_secs(45)), "45s");
 }
+
+#[test]
+fn the_signer_section_names_the_token_and_takes_its_pin_from_the_environment_only() {
+    const TOKEN: &str = "[signer]\nkind = \"pkcs11\"\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"signet\"\n[purposes.magic_link]\nsigner = \"software\"\n";
+    let c = load(TOKEN, &[("SIGNET_PKCS11_PIN", "1234")]).unwrap();
+    let p = c.signer.pkcs11.as_ref().unwrap();
+    assert_eq!(p.token, TokenSelector::Label("signet".into()));
+    assert_eq!(p.pin.expose(), "1234");
+    // One session per worker thread unless set.
+    assert_eq!(p.sessions, c.server.limits.worker_threads);
+    assert_eq!(c.purposes["access_token"].signer, SignerKind::Pkcs11);
+    assert_eq!(c.purposes["magic_link"].signer, SignerKind::Software);
+    // The PIN is in no rendering of the configuration.
+    assert!(!format!("{c:?}").contains("1234"));
+    assert!(!c.to_toml().contains("1234"));
+    // The default is software, everywhere.
+    let d = load("", &[]).unwrap();
+    assert_eq!(d.signer.kind, SignerKind::Software);
+    assert!(
+        d.purposes
+            .values()
+            .all(|p| p.signer == SignerKind::Software)
+    );
+
+    for (toml, vars, field, says) in [
+        (TOKEN, &[][..], "SIGNET_PKCS11_PIN", "required"),
+        (
+            "[signer]\nkind = \"pkcs11\"\nmodule = \"m.so\"\ntoken_label = \"t\"\npin = \"1234\"\n",
+            &[("SIGNET_PKCS11_PIN", "1234")][..],
+            "signer.pin",
+            "SIGNET_PKCS11_PIN",
+        ),
+        (
+            "[signer]\nkind = \"pkcs11\"\ntoken_label = \"t\"\n",
+            &[("SIGNET_PKCS11_PIN", "1")][..],
+            "signer.module",
+            "libsofthsm2.so",
+        ),
+        (
+            "[signer]\nkind = \"pkcs11\"\nmodule = \"m.so\"\n",
+            &[("SIGNET_PKCS11_PIN", "1")][..],
+            "signer.token_label",
+            "--init-token",
+        ),
+        (
+            "[signer]\nkind = \"pkcs11\"\nmodule = \"m.so\"\ntoken_label = \"t\"\nslot = 3\n",
+            &[("SIGNET_PKCS11_PIN", "1")][..],
+            "signer.slot",
+            "not both",
+        ),
+        (
+            "[signer]\nkind = \"pkcs11\"\nmodule = \"m.so\"\ntoken_label = \"t\"\nsessions = 0\n",
+            &[("SIGNET_PKCS11_PIN", "1")][..],
+            "signer.sessions",
+            "1 to 256",
+        ),
+        (
+            "[signer]\nkind = \"hsm\"\n",
+            &[][..],
+            "signer.kind",
+            "\"software\" or \"pkcs11\"",
+        ),
+        (
+            "[signer]\nmodule = \"m.so\"\n",
+            &[][..],
+            "signer.module",
+            "only for a token",
+        ),
+        (
+            "[purposes.access_token]\nsigner = \"pkcs11\"\n",
+            &[][..],
+            "purposes.access_token.signer",
+            "[signer] kind = \"pkcs11\"",
+        ),
+    ] {
+        let e = err(toml, vars);
+        assert!(e.contains(field) && e.contains(says), "{toml}: {e}");
+        assert!(!e.contains("1234"), "the PIN is in an error: {e}");
+    }
+}

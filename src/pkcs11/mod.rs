@@ -16,7 +16,7 @@
 //! the right `SIGNET_PKCS11_PIN`.
 //!
 //! Key generation, the public keys read back and the signing mechanisms are
-//! in [`keys`]; the PKCS#11 v2.40 / v3 names are cited there.
+//! in `pkcs11/keys.rs`, which cites the PKCS#11 v2.40 / v3 names.
 
 mod keys;
 

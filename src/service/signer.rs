@@ -3,6 +3,7 @@
 //! trait object: the software path is the same direct call it always was.
 
 use std::fmt;
+#[cfg(feature = "pkcs11")]
 use std::sync::Arc;
 
 use crate::keys::{Algorithm, KeyError, KeyRecord, PrivateHalf, SigningKey};

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
+pub mod hsm;
 pub mod jwks_server;
 pub mod jwt_provider;
 pub mod pg;
