@@ -239,7 +239,7 @@ impl Config {
                 "replicas on one database must name the same issuer, and the default follows each replica's own address: set issuer (or SIGNET_ISSUER) to the URL clients reach, e.g. \"https://auth.example.com\"",
             ));
         }
-        let signer = layers.signer(file.signer, server.limits.worker_threads)?;
+        let signer = layers.signer(file.signer, server.limits.signing_concurrency + 1)?;
         let purposes = file::purposes(file.purposes, signer.kind)?;
         if purposes.is_empty() {
             return Err(invalid(

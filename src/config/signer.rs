@@ -97,12 +97,14 @@ pub struct SignerConfig {
 }
 
 impl Layers<'_> {
-    /// `[signer]` and its `SIGNET_SIGNER_*` / `SIGNET_PKCS11_*` variables;
-    /// `sessions` defaults to the worker threads.
+    /// `[signer]` and its `SIGNET_SIGNER_*` / `SIGNET_PKCS11_*` variables.
+    /// `sessions` defaults to `default_sessions`: the signatures that may
+    /// run at once (`server.signing_concurrency`) plus one, so that making
+    /// or destroying a key never waits behind them.
     pub(super) fn signer(
         &self,
         file: FileSigner,
-        workers: usize,
+        default_sessions: usize,
     ) -> Result<SignerConfig, ConfigError> {
         if file.pin.is_some() {
             return Err(invalid(
@@ -177,7 +179,7 @@ impl Layers<'_> {
             Some(text) => text.parse::<usize>().map_err(|_| {
                 invalid("SIGNET_PKCS11_SESSIONS", format!("{text:?} is not a count"))
             })?,
-            None => file.sessions.unwrap_or(workers),
+            None => file.sessions.unwrap_or(default_sessions),
         };
         if sessions == 0 || sessions > 256 {
             return Err(invalid(

@@ -278,8 +278,9 @@ fn the_signer_section_names_the_token_and_takes_its_pin_from_the_environment_onl
     let p = c.signer.pkcs11.as_ref().unwrap();
     assert_eq!(p.token, TokenSelector::Label("signet".into()));
     assert_eq!(p.pin.expose(), "1234");
-    // One session per worker thread unless set.
-    assert_eq!(p.sessions, c.server.limits.worker_threads);
+    // One session per signature that may run at once, and one for the
+    // lifecycle, unless set.
+    assert_eq!(p.sessions, c.server.limits.signing_concurrency + 1);
     assert_eq!(c.purposes["access_token"].signer, SignerKind::Pkcs11);
     assert_eq!(c.purposes["magic_link"].signer, SignerKind::Software);
     // The PIN is in no rendering of the configuration.
