@@ -442,3 +442,65 @@ async fn a_wrong_pin_is_reported_at_start_and_by_signing_and_never_logged() {
         "a PIN is in the log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_while_the_token_is_away_leaves_the_jwks_at_once_and_its_object_at_the_next_start()
+ {
+    let Some(hsm) = SoftHsm::new("signet-away") else {
+        return;
+    };
+    let home = Home::new(&config(&hsm, "[\"EdDSA\"]"));
+    let serve = start(&hsm, &home);
+    let http = client();
+    let compromised = header_kid(&signed(&http, &serve, "EdDSA").await);
+
+    // The token is away: no successor can be made, and the revocation is
+    // not held back for it.
+    let place = hsm.remove();
+    let (status, body) = admin(
+        &http,
+        &serve,
+        &format!("/v1/keys/{compromised}/revoke"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let jwks: Value = http
+        .get(format!(
+            "http://{}/.well-known/jwks/access_token.json",
+            serve.public
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !jwks.to_string().contains(&compromised),
+        "the revoked key is still published: {jwks}"
+    );
+    serve.stop();
+    hsm.restore(&place);
+    assert!(
+        hsm.labels()
+            .iter()
+            .any(|l| l.ends_with(compromised.as_str())),
+        "the object was destroyed although the token was away: the test shows nothing"
+    );
+
+    // The next start finishes the destruction, and makes the successor.
+    let serve = start(&hsm, &home);
+    let labels = hsm.labels();
+    assert!(
+        !labels.iter().any(|l| l.ends_with(compromised.as_str())),
+        "the revoked key's object is still in the token: {labels:?}"
+    );
+    let now = signed(&http, &serve, "EdDSA").await;
+    assert_ne!(header_kid(&now), compromised);
+    assert_eq!(
+        labels,
+        expected_labels(&keys(&http, &serve).await, "signet-away")
+    );
+    serve.stop();
+}

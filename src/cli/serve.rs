@@ -80,7 +80,11 @@ pub(super) fn run(
 fn check_token(service: &crate::service::KeyService) {
     if let Some(token) = service.token() {
         match token.check() {
-            Ok(()) => tracing::info!(token = token.label(), "PKCS#11 token ready"),
+            Ok(()) => {
+                tracing::info!(token = token.label(), "PKCS#11 token ready");
+                // Objects whose destruction failed before this start.
+                service.sweep_token();
+            }
             Err(e) => {
                 tracing::error!(error = %e, "the PKCS#11 token cannot be used: the JWKS is served, signing with its keys answers 503 until it can")
             }

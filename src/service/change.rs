@@ -108,9 +108,19 @@ impl KeyService {
                 unreadable: names.join(", "),
             });
         };
-        self.change(&[purpose.as_str()], |ring, now, policy| {
-            ring.revoke(kid, now, policy)
-        })?;
+        let revoke = |ring: &Keyring, now, policy: &Policy| ring.revoke(kid, now, policy);
+        match self.change(&[purpose.as_str()], revoke) {
+            Ok(_) => {}
+            // A revocation must not wait for the token that would make the
+            // successor: revoke now, without new keys; the next check makes
+            // them once the token is back.
+            #[cfg(feature = "pkcs11")]
+            Err(ServiceError::Token(e)) => {
+                tracing::warn!(purpose, kid, error = %e, "revoking without making a successor: the PKCS#11 token cannot make one now");
+                self.change_with(&[purpose.as_str()], revoke, false)?;
+            }
+            Err(e) => return Err(e),
+        }
         self.refresh();
         Ok(self.keys_of(Some(&purpose)))
     }
@@ -191,7 +201,18 @@ impl KeyService {
         purposes: &[&str],
         op: impl Fn(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
     ) -> Result<bool, ServiceError> {
-        let result = self.change_locked(purposes, op);
+        self.change_with(purposes, op, true)
+    }
+
+    /// [`change`](Self::change); with `make_keys` false, the plans' `Create`
+    /// steps are left out (a later check makes those keys).
+    fn change_with(
+        &self,
+        purposes: &[&str],
+        op: impl Fn(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
+        make_keys: bool,
+    ) -> Result<bool, ServiceError> {
+        let result = self.change_locked(purposes, op, make_keys);
         if let Err(ServiceError::Store(_)) = &result {
             for purpose in purposes {
                 self.errors_of(purpose).inc();
@@ -204,7 +225,14 @@ impl KeyService {
         &self,
         purposes: &[&str],
         op: impl Fn(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
+        make_keys: bool,
     ) -> Result<bool, ServiceError> {
+        let keep = |mut plan: Plan| {
+            if !make_keys {
+                plan.steps.retain(|s| !matches!(s, Step::Create { .. }));
+            }
+            plan
+        };
         let policies = purposes
             .iter()
             .map(|p| self.policy(p))
@@ -239,9 +267,9 @@ impl KeyService {
                     }
                     Ok::<_, ServiceError>(key)
                 };
-                let due = ring.due(now, &policy);
+                let due = keep(ring.due(now, &policy));
                 ring.apply(&due, now, &policy, &mut make)?;
-                let asked = op(&ring, now, &policy)?;
+                let asked = keep(op(&ring, now, &policy)?);
                 ring.apply(&asked, now, &policy, &mut make)?;
                 if !(due.is_empty() && asked.is_empty()) {
                     if let Some(stored) = stored {
