@@ -177,22 +177,27 @@ pub fn fit_descriptors(limits: &mut Limits) {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Registers the SIGINT and SIGTERM handlers now, and returns what completes
+/// on the first of them. Call it (inside the runtime) before saying
+/// "listening": a signal sent as soon as a supervisor sees that line is then
+/// a graceful shutdown, not the default action that kills the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn delivered(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
-    tracing::info!("shutting down");
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            _ = delivered(term) => {},
+            _ = delivered(int) => {},
+        }
+        tracing::info!("shutting down");
+    }
 }

@@ -306,3 +306,16 @@ async fn the_routers_are_values_tests_drive_without_a_socket() {
     assert_eq!(r.status(), 404, "the JWKS is not on the admin router");
     s.stop().await;
 }
+
+/// A supervisor may send SIGTERM the moment signet says it is listening:
+/// the handler is in place by then, so that is a graceful shutdown, not the
+/// default action that kills the process (seen as a flaky exit by signal 15).
+#[test]
+fn a_sigterm_as_soon_as_it_says_listening_is_a_graceful_shutdown() {
+    let home = crate::common::Home::new("");
+    for _ in 0..5 {
+        let serve = crate::common::server::ServeProcess::start(&home, &[]);
+        let log = serve.stop().join("\n");
+        assert!(log.contains("shutting down"), "{log}");
+    }
+}

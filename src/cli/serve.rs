@@ -61,6 +61,11 @@ pub(super) fn run(
         }
         TokenSource::Environment => {}
     }
+    // Before "listening": a SIGTERM from then on is a graceful shutdown.
+    let shutdown = {
+        let _inside = runtime.enter();
+        shutdown_signal()
+    };
     tracing::info!(
         public = %config.server.public_addr,
         admin = %config.server.admin_addr,
@@ -70,7 +75,7 @@ pub(super) fn run(
     );
     let state = AppState::new(Arc::new(service), tokens);
     runtime
-        .block_on(serve(listeners, state, shutdown_signal()))
+        .block_on(serve(listeners, state, shutdown))
         .map_err(|e| CliError::Usage(format!("server error: {e}")))
 }
 
