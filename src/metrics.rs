@@ -70,6 +70,7 @@ pub struct Metrics {
     auth_failures: Counter,
     keys: Family<Labels, Gauge>,
     next_rotation: Family<Labels, Gauge>,
+    legacy: Family<Labels, Counter>,
     #[cfg(feature = "pkcs11")]
     token: Option<(std::sync::Arc<crate::pkcs11::Token>, Gauge)>,
 }
@@ -135,6 +136,12 @@ impl Metrics {
             "store_errors",
             "Failures to load, change or decrypt a purpose's keyring",
             store_errors,
+        );
+        let legacy = Family::<Labels, Counter>::default();
+        registry.register(
+            "legacy_verifications",
+            "Tokens verified with an imported legacy HMAC secret, by purpose and secret label: watch it fall to zero before deleting the secrets",
+            legacy.clone(),
         );
         registry.register(
             "next_rotation_seconds",
@@ -207,6 +214,7 @@ impl Metrics {
             auth_failures,
             keys,
             next_rotation,
+            legacy,
             #[cfg(feature = "pkcs11")]
             token: None,
         }
@@ -246,6 +254,17 @@ impl Metrics {
         if let Some(c) = self.token_events.get(purpose) {
             c[event as usize].inc();
         }
+    }
+
+    /// Counts a token verified with a legacy HMAC secret (labels are the
+    /// few imported: the family's lock is taken only on this path).
+    pub fn legacy_verified(&self, purpose: &str, label: &str) {
+        self.legacy
+            .get_or_create(&vec![
+                ("purpose", purpose.to_owned()),
+                ("secret", label.to_owned()),
+            ])
+            .inc();
     }
 
     /// Counts a failed admin authentication.

@@ -504,3 +504,53 @@ async fn a_key_revoked_while_the_token_is_away_leaves_the_jwks_at_once_and_its_o
     );
     serve.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signatures_wait_for_one_of_the_configured_sessions() {
+    let Some(hsm) = SoftHsm::new("signet-pool") else {
+        return;
+    };
+    // Eight signatures may run at once, on two sessions.
+    let home = Home::new(&format!(
+        "[server]\nsigning_concurrency = 8\n{}",
+        config(&hsm, "[\"RS256\"]")
+    ));
+    let mut env = hsm.env();
+    env.push(("SIGNET_ADMIN_TOKENS", TOKENS.to_owned()));
+    env.push(("SIGNET_PKCS11_SESSIONS", "2".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let serve = std::sync::Arc::new(ServeProcess::start(&home, &env));
+    let http = client();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (http, serve) = (http.clone(), serve.clone());
+            tokio::spawn(async move { sign(&http, &serve, "access_token", "RS256").await.status() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(
+            t.await.unwrap(),
+            200,
+            "a signature failed instead of waiting for a session"
+        );
+    }
+    let metrics = http
+        .get(format!("http://{}/metrics", serve.admin))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("signet_pkcs11_sessions "))
+        .unwrap_or_else(|| panic!("no signet_pkcs11_sessions in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=2).contains(&open),
+        "{open} sessions open, at most 2 configured"
+    );
+}

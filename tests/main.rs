@@ -12,6 +12,7 @@ mod failure;
 #[cfg(feature = "pkcs11")]
 mod hsm;
 mod interop;
+mod legacy;
 mod pg_store;
 mod replicas;
 mod revocation;

@@ -33,6 +33,7 @@ fn ring(purpose: &str, generation: u64, keys: Vec<KeyRecord>) -> Keyring {
         generation,
         id: "contract".to_owned(),
         keys,
+        legacy: Vec::new(),
         mac: Vec::new(),
     }
 }

@@ -4,6 +4,7 @@
 //! picks their changes up within `store.poll_interval`. Exit codes: 0 ok,
 //! 1 invalid token or refused operation, 2 usage, configuration or storage error.
 
+mod dotenv;
 mod keys;
 mod open;
 mod serve;
@@ -104,6 +105,27 @@ pub enum KeysCommand {
         /// The key id (base64url: it may start with `-`).
         #[arg(allow_hyphen_values = true)]
         kid: String,
+    },
+    /// Import legacy HMAC secrets (verify only) so that tokens an
+    /// application signed with them keep verifying until they expire.
+    ImportHmac {
+        /// The purpose their tokens are for.
+        #[arg(long)]
+        purpose: String,
+        /// A variable holding a secret, current first (repeat: the order
+        /// they are tried in, as the application did).
+        #[arg(long = "secret-env", value_name = "NAME", required = true)]
+        secret_env: Vec<String>,
+        /// Read the variables from this `.env` file instead of the environment.
+        #[arg(long, value_name = "PATH")]
+        env_file: Option<std::path::PathBuf>,
+        /// How long they verify (default and minimum: the purpose's
+        /// token_ttl plus leeway), e.g. 30d.
+        #[arg(long, value_name = "DURATION")]
+        window: Option<String>,
+        /// The `iss` the legacy tokens carry, if they carry one: checked.
+        #[arg(long, value_name = "ISS")]
+        issuer: Option<String>,
     },
     /// Re-encrypt every private key under the newest master key.
     Reencrypt,
@@ -312,10 +334,34 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
             if config.store.database_url.is_some() {
                 println!("# database: SIGNET_DATABASE_URL (set, redacted)");
             }
+            if let Some(pkcs11) = &config.signer.pkcs11 {
+                println!(
+                    "# PKCS#11 PIN: SIGNET_PKCS11_PIN (set, redacted) for token {}",
+                    pkcs11.token
+                );
+            }
+            keys::print_legacy_check(open_read_only(config, env, clock));
             Ok(())
         }
         Command::Keys(KeysCommand::List { json }) => {
             keys::list(open_read_only(config, env, clock)?, json)
+        }
+        Command::Keys(KeysCommand::ImportHmac {
+            purpose,
+            secret_env,
+            env_file,
+            window,
+            issuer,
+        }) => {
+            let import = keys::Import {
+                purpose: &purpose,
+                names: &secret_env,
+                env_file: env_file.as_deref(),
+                window: window.as_deref(),
+                issuer,
+            };
+            let secrets = import.read(env)?;
+            keys::import_hmac(&import, secrets, open(config, env, clock)?)
         }
         Command::Keys(cmd) => keys::run(cmd, open(config, env, clock)?),
         Command::Token(TokenCommand::Verify {

@@ -203,6 +203,13 @@ async fn verify(
         state.service.verify(&body.purpose, &body.token)
     };
     state.metrics.verified(&body.purpose, result.is_ok());
+    if let Ok(Verified {
+        legacy_key: Some(label),
+        ..
+    }) = &result
+    {
+        state.metrics.legacy_verified(&body.purpose, label);
+    }
     if matches!(result, Err(VerifyError::AlreadyUsed)) {
         state
             .metrics

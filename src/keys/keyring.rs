@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Algorithm;
+use super::legacy::LegacyKey;
 use super::plan::{NewKey, Plan, Refusal, Step};
 use super::policy::{MAX_RETIRING, Policy};
 use super::record::{KeyRecord, KeyState, KeyringMac};
@@ -32,6 +33,11 @@ pub struct Keyring {
     pub id: String,
     /// Every key not yet dropped, oldest first.
     pub keys: Vec<KeyRecord>,
+    /// Imported legacy HMAC secrets, verify only, in the order they are
+    /// tried (rule 15). Absent from documents that have none, so the
+    /// authentication of keyrings written before them is unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legacy: Vec<LegacyKey>,
     /// The authentication of everything above, one tag per master key of the
     /// writer; set by whoever stores it. Empty: not authenticated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -46,6 +52,7 @@ impl Keyring {
             generation: 0,
             id: String::new(),
             keys: Vec::new(),
+            legacy: Vec::new(),
             mac: Vec::new(),
         }
     }
@@ -106,6 +113,12 @@ impl Keyring {
     /// of the policy in force: a raised `token_ttl`, `leeway`, `max_age` or
     /// `poll_interval` extends it; a lowered one never shortens it (rule 3).
     fn housekeeping(&self, now: UnixTime, policy: &Policy, steps: &mut Vec<Step>) {
+        // Rule 15: a legacy secret goes once its tokens have all expired.
+        for legacy in self.legacy.iter().filter(|l| now >= l.expires_at) {
+            steps.push(Step::DropLegacy {
+                id: legacy.id.clone(),
+            });
+        }
         for key in &self.keys {
             let kid = || key.kid.clone();
             let state = key.state_at(now);
@@ -276,6 +289,48 @@ impl Keyring {
         Ok(self.then_due(steps, now, policy))
     }
 
+    /// Imports legacy secrets (already sealed), tried after those already
+    /// there. Refused if a label is already used.
+    pub fn import_legacy(
+        &self,
+        keys: &[LegacyKey],
+        now: UnixTime,
+        policy: &Policy,
+    ) -> Result<Plan, Refusal> {
+        for (i, key) in keys.iter().enumerate() {
+            if self.legacy.iter().any(|l| l.id == key.id)
+                || keys[..i].iter().any(|k| k.id == key.id)
+            {
+                return Err(Refusal::LegacyExists {
+                    purpose: self.purpose.clone(),
+                    id: key.id.clone(),
+                });
+            }
+        }
+        let steps = keys.iter().cloned().map(Step::ImportLegacy).collect();
+        Ok(self.then_due(steps, now, policy))
+    }
+
+    /// Revokes the legacy secret labelled `id`.
+    pub fn revoke_legacy(&self, id: &str, now: UnixTime, policy: &Policy) -> Result<Plan, Refusal> {
+        let key = self
+            .legacy
+            .iter()
+            .find(|l| l.id == id)
+            .ok_or_else(|| Refusal::UnknownKid {
+                kid: id.to_owned(),
+                purpose: self.purpose.clone(),
+            })?;
+        if key.revoked_at.is_some() {
+            return Err(Refusal::AlreadyRevoked(id.to_owned()));
+        }
+        let steps = vec![Step::RevokeLegacy {
+            id: id.to_owned(),
+            at: now,
+        }];
+        Ok(self.then_due(steps, now, policy))
+    }
+
     /// `steps` followed by whatever is due once they are done.
     fn then_due(&self, mut steps: Vec<Step>, now: UnixTime, policy: &Policy) -> Plan {
         let mut after = self.clone();
@@ -367,6 +422,14 @@ impl Keyring {
                 }
             }
             Step::Remove { kid } => self.keys.retain(|k| &k.kid != kid),
+            Step::ImportLegacy(key) => self.legacy.push(key.clone()),
+            Step::RevokeLegacy { id, at } => {
+                for l in self.legacy.iter_mut().filter(|l| &l.id == id) {
+                    l.revoked_at = Some(*at);
+                    l.secret = None;
+                }
+            }
+            Step::DropLegacy { id } => self.legacy.retain(|l| &l.id != id),
             Step::Create { .. } => {}
         }
     }

@@ -13,6 +13,8 @@ pub mod token;
 #[cfg(feature = "server")]
 mod keyring;
 #[cfg(feature = "server")]
+pub mod legacy;
+#[cfg(feature = "server")]
 mod plan;
 #[cfg(feature = "server")]
 mod policy;

@@ -1,5 +1,6 @@
 //! The vocabulary of keyring changes: steps, plans, and refusals.
 
+use super::legacy::LegacyKey;
 use super::record::PrivateHalf;
 use super::{Algorithm, PublicJwk};
 use crate::clock::UnixTime;
@@ -55,6 +56,21 @@ pub enum Step {
         /// The key.
         kid: String,
     },
+    /// Add an imported legacy HMAC secret (verify only).
+    ImportLegacy(LegacyKey),
+    /// An operator withdrew a legacy secret: it verifies nothing from `at`,
+    /// and its sealed secret is dropped.
+    RevokeLegacy {
+        /// Its label.
+        id: String,
+        /// When.
+        at: UnixTime,
+    },
+    /// Drop a legacy secret whose tokens have all expired.
+    DropLegacy {
+        /// Its label.
+        id: String,
+    },
 }
 
 /// What must happen to a keyring, in order.
@@ -95,6 +111,16 @@ pub enum Refusal {
     /// The key was already revoked.
     #[error("key {0} is already revoked")]
     AlreadyRevoked(String),
+    /// A legacy secret with this label is already imported.
+    #[error(
+        "{purpose} already has a legacy secret labelled {id}: revoke it first (`signet keys revoke {id}`), or import under another variable name"
+    )]
+    LegacyExists {
+        /// The keyring.
+        purpose: String,
+        /// The label.
+        id: String,
+    },
     /// The pending key is younger than the lead (verifiers' cache lifetime
     /// plus the store's poll interval).
     #[error(

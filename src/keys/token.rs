@@ -211,7 +211,10 @@ impl Parsed<'_> {
     }
 }
 
-fn check_claims(claims: &Map<String, Value>, expect: &Expectations<'_>) -> Result<(), VerifyError> {
+pub(super) fn check_claims(
+    claims: &Map<String, Value>,
+    expect: &Expectations<'_>,
+) -> Result<(), VerifyError> {
     let leeway = expect.leeway.as_secs_f64();
     let now = expect.now.0 as f64;
     let exp = numeric(claims, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
@@ -292,7 +295,7 @@ fn valid_kid(kid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn json_object(part: &str) -> Option<Map<String, Value>> {
+pub(super) fn json_object(part: &str) -> Option<Map<String, Value>> {
     match serde_json::from_slice(&b64_decode(part)?).ok()? {
         Value::Object(map) => Some(map),
         _ => None,

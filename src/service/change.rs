@@ -76,15 +76,30 @@ impl KeyService {
     pub fn revoke(&self, kid: &str) -> Result<Vec<KeyInfo>, ServiceError> {
         let mut unreadable = Vec::new();
         let mut found = None;
+        // A legacy secret's label: revoked in every purpose that imported it
+        // (the same variable, the same secret).
+        let mut legacy = Vec::new();
         for purpose in self.config.purposes.keys() {
             match self.store.load(purpose) {
                 Ok(ring) if ring.as_ref().is_some_and(|r| r.get(kid).is_some()) => {
                     found = Some(purpose.clone());
                     break;
                 }
+                Ok(Some(ring)) if ring.legacy.iter().any(|l| l.id == kid) => {
+                    legacy.push(purpose.clone());
+                }
                 Ok(_) => {}
                 Err(e) => unreadable.push((purpose.clone(), e)),
             }
+        }
+        if found.is_none() && !legacy.is_empty() {
+            for purpose in &legacy {
+                self.change_one(purpose, |ring, now, policy| {
+                    ring.revoke_legacy(kid, now, policy)
+                })?;
+            }
+            self.refresh();
+            return Ok(self.keys_of(Some(&legacy[0])));
         }
         let Some(purpose) = found else {
             if unreadable.is_empty() {
@@ -112,8 +127,8 @@ impl KeyService {
         match self.change(&[purpose.as_str()], revoke) {
             Ok(_) => {}
             // A revocation must not wait for the token that would make the
-            // successor: revoke now, without new keys; the next check makes
-            // them once the token is back.
+            // successor (rule 14): revoke now, without new keys; the next
+            // check makes them once the token is back.
             #[cfg(feature = "pkcs11")]
             Err(ServiceError::Token(e)) => {
                 tracing::warn!(purpose, kid, error = %e, "revoking without making a successor: the PKCS#11 token cannot make one now");
@@ -123,6 +138,15 @@ impl KeyService {
         }
         self.refresh();
         Ok(self.keys_of(Some(&purpose)))
+    }
+
+    /// [`change`](Self::change) of one purpose.
+    pub(super) fn change_one(
+        &self,
+        purpose: &str,
+        op: impl Fn(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
+    ) -> Result<bool, ServiceError> {
+        self.change(&[purpose], op)
     }
 
     /// Re-seals every private key under the newest master key. Returns how
@@ -145,6 +169,18 @@ impl KeyService {
                     let pkcs8 = self.master.open(purpose, &key.kid, sealed)?;
                     let sealed = self.master.seal(purpose, &key.kid, &pkcs8)?;
                     key.private = Some(PrivateHalf::Sealed(sealed));
+                    changed += 1;
+                }
+            }
+            for legacy in &mut ring.legacy {
+                if let Some(sealed) = legacy
+                    .secret
+                    .as_ref()
+                    .filter(|s| s.master != self.master.current_id())
+                {
+                    let id = super::legacy::seal_id(&legacy.id);
+                    let secret = self.master.open_bytes(purpose, &id, sealed)?;
+                    legacy.secret = Some(self.master.seal_bytes(purpose, &id, &secret)?);
                     changed += 1;
                 }
             }
@@ -309,7 +345,7 @@ impl KeyService {
             }
         }
         // The store no longer names these objects: destroy them in the
-        // token now (rule 7). One that fails is destroyed by a later sweep.
+        // token now (rule 14). One that fails is destroyed by a later sweep.
         for (purpose, kid, object) in dropped {
             self.destroy_object(&purpose, &kid, &object);
         }
@@ -397,6 +433,12 @@ impl KeyService {
         for key in &ring.keys {
             if let Some(sealed) = key.sealed() {
                 self.master.open(&ring.purpose, &key.kid, sealed)?;
+            }
+        }
+        for legacy in &ring.legacy {
+            if let Some(sealed) = &legacy.secret {
+                let id = super::legacy::seal_id(&legacy.id);
+                self.master.open_bytes(&ring.purpose, &id, sealed)?;
             }
         }
         Ok(())
@@ -508,6 +550,25 @@ fn log_step(purpose: &str, step: &Step, generation: u64) {
         }
         Step::Remove { kid } => {
             tracing::info!(purpose, kid, generation, "key dropped from the keyring")
+        }
+        Step::ImportLegacy(key) => {
+            tracing::info!(purpose, legacy = key.id, expires_at = %key.expires_at, generation, "legacy HMAC secret imported (verify only)")
+        }
+        Step::RevokeLegacy { id, .. } => {
+            tracing::info!(
+                purpose,
+                legacy = id,
+                generation,
+                "legacy HMAC secret revoked"
+            )
+        }
+        Step::DropLegacy { id } => {
+            tracing::info!(
+                purpose,
+                legacy = id,
+                generation,
+                "legacy HMAC secret dropped: its tokens have all expired"
+            )
         }
     }
 }

@@ -10,6 +10,7 @@
 //! working (rule 10).
 
 mod change;
+mod legacy;
 mod refresh;
 mod signer;
 mod snapshot;
@@ -23,6 +24,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 
+pub use legacy::{LegacyInfo, LegacySecret};
 pub use refresh::{Problem, ProblemKind};
 pub use signer::{KeySigner, SignFailure, TokenRef};
 pub use snapshot::{PurposeKeys, Rendered, Signer, Snapshot, StoreFault, VerifyKey};
@@ -52,6 +54,18 @@ pub enum ServiceError {
     #[cfg(feature = "pkcs11")]
     #[error(transparent)]
     Token(#[from] crate::pkcs11::TokenError),
+    /// A legacy secret's window would end before tokens it signed expire.
+    #[error(
+        "a window of {window}s is shorter than {purpose}'s token_ttl plus leeway ({minimum}s): tokens signed with the secret could outlive it; give at least that, or leave the window out"
+    )]
+    LegacyWindow {
+        /// The purpose.
+        purpose: String,
+        /// The window asked for, in seconds.
+        window: u64,
+        /// token_ttl + leeway, in seconds.
+        minimum: u64,
+    },
     /// The purpose is not configured.
     #[error("unknown purpose {0:?}: configured purposes are {1}")]
     UnknownPurpose(String, String),

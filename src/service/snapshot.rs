@@ -14,10 +14,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::legacy::open_legacy;
 use super::signer::{KeySigner, TokenRef, open_key};
 use crate::clock::UnixTime;
 use crate::config::PurposeConfig;
 use crate::keys::jwk::b64;
+use crate::keys::legacy::OpenLegacyKey;
 use crate::keys::token::encode_header;
 use crate::keys::{Algorithm, KeyState, Keyring, PublicJwk, VerifyingKey};
 use crate::storage::TokenEntry;
@@ -165,6 +167,8 @@ pub struct PurposeKeys {
     pub fault: Option<StoreFault>,
     /// Whether this purpose's keys are in the third-party JWKS.
     pub discovery: bool,
+    /// The live legacy HMAC secrets, opened, in the order they are tried.
+    pub legacy: Arc<[OpenLegacyKey]>,
 }
 
 impl PurposeKeys {
@@ -221,7 +225,14 @@ impl PurposeKeys {
             signers.insert(key.kid.clone(), signer);
         }
         let jwks = Rendered::jwks(keyring.published(now).map(|k| &k.jwk));
+        let legacy = open_legacy(master, &keyring.purpose, &keyring.legacy, now).into();
+        for l in &keyring.legacy {
+            if l.expires_at > now {
+                valid_until = Some(valid_until.map_or(l.expires_at, |v| v.min(l.expires_at)));
+            }
+        }
         PurposeKeys {
+            legacy,
             keyring,
             built_at: now,
             valid_until,
@@ -244,6 +255,7 @@ impl PurposeKeys {
             jwks: Rendered::jwks(std::iter::empty()),
             fault: None,
             discovery: false,
+            legacy: Arc::new([]),
         }
     }
 

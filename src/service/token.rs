@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::{KeyService, SignFailure};
 use crate::clock::UnixTime;
 use crate::keys::jwk::b64;
+use crate::keys::legacy::is_legacy;
 use crate::keys::token::{Audience, Expectations, MAX_TOKEN_LEN, VerifyError, parse, sign_compact};
 use crate::keys::{Algorithm, KeyError};
 
@@ -136,8 +137,13 @@ pub struct SignedToken {
 pub struct Verified {
     /// Its claims.
     pub claims: Map<String, Value>,
-    /// The key that signed it.
+    /// The key that signed it (empty for a legacy token).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub kid: String,
+    /// For a token signed with an imported legacy HMAC secret: its label
+    /// (never the secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy_key: Option<String>,
 }
 
 impl KeyService {
@@ -235,8 +241,19 @@ impl KeyService {
         let config = self.config();
         let purpose_config = config.purposes.get(purpose);
         let typ = purpose_config.map(|p| p.typ.as_str());
-        let parsed = parse(token)?;
+        let single_use = purpose_config.is_some_and(|p| p.single_use);
         let snap = self.snapshot();
+        // A token without kid, signed with HMAC: the purpose's imported
+        // legacy secrets, if it has live ones; otherwise refused below.
+        if is_legacy(token)
+            && snap
+                .purposes
+                .get(purpose)
+                .is_some_and(|p| !p.legacy.is_empty())
+        {
+            return self.verify_legacy(&snap, purpose, single_use, token);
+        }
+        let parsed = parse(token)?;
         let key = snap
             .purposes
             .get(purpose)
@@ -253,9 +270,12 @@ impl KeyService {
             now,
         };
         let claims = parsed.verify(&key.key, &expect)?;
-        let single_use = purpose_config.is_some_and(|p| p.single_use);
         self.check_token_lists(&snap, single_use, purpose, &claims)?;
-        Ok(Verified { claims, kid })
+        Ok(Verified {
+            claims,
+            kid,
+            legacy_key: None,
+        })
     }
 }
 

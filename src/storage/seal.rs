@@ -167,6 +167,17 @@ impl MasterKeys {
 
     /// Encrypts a private key for `purpose`/`kid` under the newest master key.
     pub fn seal(&self, purpose: &str, kid: &str, pkcs8: &Pkcs8) -> Result<SealedKey, StoreError> {
+        self.seal_bytes(purpose, kid, pkcs8.expose_der())
+    }
+
+    /// Encrypts secret bytes for `purpose`/`id` (a private key's PKCS#8, or
+    /// a legacy HMAC secret under `legacy:<label>`).
+    pub fn seal_bytes(
+        &self,
+        purpose: &str,
+        kid: &str,
+        secret: &[u8],
+    ) -> Result<SealedKey, StoreError> {
         let master = self
             .keys
             .first()
@@ -175,7 +186,7 @@ impl MasterKeys {
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| master_err("the system random number generator failed"))?;
-        let mut buf = pkcs8.expose_der().to_vec();
+        let mut buf = secret.to_vec();
         let sealed = master.key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad(purpose, kid)),
@@ -192,6 +203,16 @@ impl MasterKeys {
 
     /// Decrypts a private key sealed for `purpose`/`kid`.
     pub fn open(&self, purpose: &str, kid: &str, sealed: &SealedKey) -> Result<Pkcs8, StoreError> {
+        self.open_bytes(purpose, kid, sealed).map(Pkcs8::from_der)
+    }
+
+    /// Decrypts secret bytes sealed for `purpose`/`kid` ([`seal_bytes`](Self::seal_bytes)).
+    pub fn open_bytes(
+        &self,
+        purpose: &str,
+        kid: &str,
+        sealed: &SealedKey,
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let fail = |reason: String| StoreError::Decrypt {
             purpose: purpose.to_owned(),
             kid: kid.to_owned(),
@@ -223,7 +244,7 @@ impl MasterKeys {
                         .into(),
                 )
             })?;
-        Ok(Pkcs8::from_der(Zeroizing::new(plain.to_vec())))
+        Ok(Zeroizing::new(plain.to_vec()))
     }
 }
 
