@@ -13,7 +13,7 @@ use signet::service::LegacySecret;
 use signet::verifier::Verifier;
 use zeroize::Zeroizing;
 
-use crate::common::server::{ADMIN, SIGNER, TestServer};
+use crate::common::server::{ADMIN, SIGNER, ServeProcess, TOKENS, TestServer};
 use crate::common::{Home, code};
 use crate::interop;
 
@@ -332,6 +332,26 @@ async fn a_legacy_magic_link_is_used_once_and_an_issuer_given_at_import_is_check
     s.stop().await;
 }
 
+/// `POST /v1/verify` of an access token at `admin`, from a synchronous test.
+fn verify_over_http(admin: std::net::SocketAddr, token: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        crate::common::server::client()
+            .post(format!("http://{admin}/v1/verify"))
+            .bearer_auth(SIGNER)
+            .json(&json!({"purpose": "access_token", "token": token}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
 fn cli_home() -> Home {
     Home::new("[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n")
 }
@@ -401,6 +421,29 @@ fn import_hmac_reads_a_dotenv_file_or_the_environment_and_never_shows_a_secret()
             "a secret is shown: {text}"
         );
     }
+
+    // The issuer's CLI verifies such a token against the store, and a
+    // running server does over HTTP; neither logs the secret.
+    let exp = SystemClock.now().0 + 600;
+    let token = legacy_token(
+        "pyjwt",
+        PREVIOUS,
+        &json!({"sub": "user-1", "exp": exp}),
+        "HS256",
+    );
+    let claims = home.ok(&["token", "verify", "--purpose", "access_token", &token]);
+    assert!(claims.contains("user-1"), "{claims}");
+    let serve = ServeProcess::start(&home, &[("SIGNET_ADMIN_TOKENS", TOKENS)]);
+    let verified = verify_over_http(serve.admin, &token);
+    assert_eq!(
+        verified["legacy_key"], "ACCESS_TOKEN_SECRET_0",
+        "{verified}"
+    );
+    let log = serve.stop().join("\n");
+    assert!(
+        !log.contains(CURRENT) && !log.contains(PREVIOUS),
+        "a secret is in the server's log"
+    );
 
     // Imported again: refused, naming the label.
     let (exit, stderr) = code(&home.run(&[
