@@ -226,8 +226,26 @@ impl Config {
     /// result against the lifecycle rules as of `now`. Each part is read and
     /// checked on its own (`config/layers.rs`).
     pub fn load(sources: &Sources<'_>, now: UnixTime) -> Result<Config, ConfigError> {
-        let layers = layers::Layers { env: sources.env };
         let file = layers::read_file(sources)?;
+        Config::from_file(file, sources.env, now)
+    }
+
+    /// [`load`](Self::load) from the text of a configuration file.
+    pub fn parse(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        now: UnixTime,
+    ) -> Result<Config, ConfigError> {
+        let file = layers::parse_file(text, PathBuf::from("(text)"))?;
+        Config::from_file(file, env, now)
+    }
+
+    fn from_file(
+        file: file::File,
+        env: &dyn Fn(&str) -> Option<String>,
+        now: UnixTime,
+    ) -> Result<Config, ConfigError> {
+        let layers = layers::Layers { env };
         let (issuer, issuer_is_default) = layers.issuer(file.issuer)?;
         let leeway = layers.duration("SIGNET_LEEWAY", "leeway", file.leeway, "60s")?;
         let server = layers.server(file.server)?;
@@ -343,8 +361,18 @@ impl Config {
     }
 
     /// The effective configuration as TOML (it holds no secrets).
+    ///
+    /// It loads again to the same configuration: a built-in purpose that is
+    /// disabled is rendered as such (found by the configuration fuzz target:
+    /// it used to be left out, and so came back enabled).
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut out = toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        for name in file::BUILT_IN {
+            if !self.purposes.contains_key(name) {
+                out.push_str(&format!("\n[purposes.{name}]\nenabled = false\n"));
+            }
+        }
+        out
     }
 }
 

@@ -91,6 +91,14 @@ const DEFAULT_PURPOSES: [(&str, &str, &str); 4] = [
 ];
 const DEFAULT_ROTATE: &str = "0 0 0 1 * *";
 
+/// The built-in purposes' names.
+pub(super) const BUILT_IN: [&str; 4] = [
+    DEFAULT_PURPOSES[0].0,
+    DEFAULT_PURPOSES[1].0,
+    DEFAULT_PURPOSES[2].0,
+    DEFAULT_PURPOSES[3].0,
+];
+
 fn valid_purpose_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

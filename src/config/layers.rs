@@ -31,7 +31,12 @@ pub(super) fn read_file(sources: &Sources<'_>) -> Result<File, ConfigError> {
         path: path.clone(),
         source,
     })?;
-    toml::from_str::<File>(&text).map_err(|e| ConfigError::Parse {
+    parse_file(&text, path)
+}
+
+/// The configuration file's text, as read from `path` (named in errors).
+pub(super) fn parse_file(text: &str, path: PathBuf) -> Result<File, ConfigError> {
+    toml::from_str::<File>(text).map_err(|e| ConfigError::Parse {
         path,
         // Kept as written: TOML errors show the line and a caret.
         message: format!("\n{}", e.to_string().trim_end()),

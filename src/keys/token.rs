@@ -184,6 +184,11 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
 }
 
 impl Parsed<'_> {
+    /// The JWS signing input: the token's first two segments, as received.
+    pub fn signing_input(&self) -> &str {
+        self.signing_input
+    }
+
     /// Verifies the signature with `key` (of its own algorithm) and then the
     /// claims; returns the claims.
     pub fn verify(

@@ -4,7 +4,7 @@
 //! A store only moves keyrings; private keys arrive already sealed
 //! ([`seal`]), so no store ever sees plaintext key material.
 
-mod document;
+pub(crate) mod document;
 mod file;
 mod pg_listen;
 mod pg_schema;

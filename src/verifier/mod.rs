@@ -27,7 +27,7 @@
 mod builder;
 #[cfg(feature = "axum")]
 mod extract;
-mod jwks;
+pub(crate) mod jwks;
 mod revocations;
 
 use std::collections::HashMap;
