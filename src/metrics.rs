@@ -19,7 +19,7 @@ use crate::service::{Snapshot, StoreErrors};
 type Labels = Vec<(&'static str, String)>;
 
 /// The routes whose requests are counted, as axum matches them.
-pub const ROUTES: [&str; 15] = [
+pub const ROUTES: [&str; 16] = [
     "/.well-known/jwks.json",
     "/.well-known/jwks/third-party.json",
     "/.well-known/jwks/{purpose}",
@@ -28,6 +28,7 @@ pub const ROUTES: [&str; 15] = [
     "/healthz",
     "/readyz",
     "/metrics",
+    "/openapi.json",
     "/v1/tokens",
     "/v1/verify",
     "/v1/keys",

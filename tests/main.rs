@@ -8,6 +8,7 @@ mod backends;
 mod cli;
 mod common;
 mod connections;
+mod contract;
 mod failure;
 #[cfg(feature = "pkcs11")]
 mod hsm;

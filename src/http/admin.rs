@@ -41,11 +41,20 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/keys/{kid}/revoke", post(revoke))
         .route_layer(middleware::from_fn_with_state(state, require_admin));
     // Metrics need no token: scrapers reach the admin listener, the public never does.
-    let open = Router::new().route("/metrics", get(metrics));
+    let open = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi));
     signer
         .merge(admin)
         .merge(open)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// The API's contract (OpenAPI 3.1), as kept in the repository.
+pub(crate) const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
