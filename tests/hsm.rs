@@ -81,6 +81,15 @@ async fn keys(http: &reqwest::Client, serve: &ServeProcess) -> Vec<Value> {
     r.json::<Value>().await.unwrap().as_array().unwrap().clone()
 }
 
+async fn metrics(http: &reqwest::Client, serve: &ServeProcess) -> String {
+    let r = http
+        .get(format!("http://{}/metrics", serve.admin))
+        .send()
+        .await
+        .unwrap();
+    r.text().await.unwrap()
+}
+
 /// The labels signet's token objects must have: one per key whose private
 /// half the store says is in the token.
 fn expected_labels(keys: &[Value], token: &str) -> Vec<String> {
@@ -383,15 +392,7 @@ async fn a_token_that_disappears_stops_signing_only_and_signing_resumes_when_it_
         .await
         .unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
-    let metrics = http
-        .get(format!("http://{}/metrics", serve.admin))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&http, &serve).await;
     let errors = metrics
         .lines()
         .find(|l| l.starts_with("signet_pkcs11_errors_total "))
@@ -534,15 +535,7 @@ async fn concurrent_signatures_wait_for_one_of_the_configured_sessions() {
             "a signature failed instead of waiting for a session"
         );
     }
-    let metrics = http
-        .get(format!("http://{}/metrics", serve.admin))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&http, &serve).await;
     let open: i64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("signet_pkcs11_sessions "))

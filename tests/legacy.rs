@@ -65,6 +65,22 @@ async fn verify(s: &TestServer, purpose: &str, token: &str) -> (u16, Value) {
 
 const CONFIG: &str = "[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n";
 
+/// A server started now, with `CURRENT` imported for access_token as
+/// ACCESS_TOKEN_SECRET_1.
+async fn with_current_secret() -> (TestServer, signet::clock::UnixTime) {
+    let now = SystemClock.now();
+    let s = TestServer::start(CONFIG, now).await;
+    s.service
+        .import_legacy(
+            "access_token",
+            &secrets(&[("ACCESS_TOKEN_SECRET_1", CURRENT)]),
+            None,
+            None,
+        )
+        .unwrap();
+    (s, now)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_signed_with_the_old_secrets_verify_until_they_can_no_longer_be_valid() {
     let now = SystemClock.now();
@@ -173,16 +189,7 @@ async fn tokens_signed_with_the_old_secrets_verify_until_they_can_no_longer_be_v
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_secrets_never_sign_are_never_published_and_jwks_verifiers_refuse_their_tokens() {
-    let now = SystemClock.now();
-    let s = TestServer::start(CONFIG, now).await;
-    s.service
-        .import_legacy(
-            "access_token",
-            &secrets(&[("ACCESS_TOKEN_SECRET_1", CURRENT)]),
-            None,
-            None,
-        )
-        .unwrap();
+    let (s, now) = with_current_secret().await;
     let token = legacy_token(
         "jose",
         CURRENT,
@@ -536,16 +543,7 @@ fn import_hmac_reads_a_dotenv_file_or_the_environment_and_never_shows_a_secret()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_guard_accepts_new_and_legacy_tokens_and_refuses_the_rest() {
-    let now = SystemClock.now();
-    let s = TestServer::start(CONFIG, now).await;
-    s.service
-        .import_legacy(
-            "access_token",
-            &secrets(&[("ACCESS_TOKEN_SECRET_1", CURRENT)]),
-            None,
-            None,
-        )
-        .unwrap();
+    let (s, now) = with_current_secret().await;
     let guard = |token: &str| {
         let out = Command::new("node")
             .arg(interop_dir().join("node/guard_check.mjs"))

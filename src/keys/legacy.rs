@@ -12,9 +12,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::jwk::b64_decode;
 use super::record::SealedKey;
-use super::token::{Audience, Expectations, MAX_TOKEN_LEN, VerifyError, check_claims, json_object};
+use super::token::{
+    Audience, Expectations, MAX_TOKEN_LEN, Segments, VerifyError, check_claims, json_object,
+    malformed, segments,
+};
 use crate::clock::UnixTime;
 use crate::crypto::hmac;
 
@@ -115,17 +117,12 @@ pub struct LegacyToken<'t> {
 /// Parses a legacy token (see [`is_legacy`]); `crit` and `jku`-style header
 /// parameters are refused as on the normal path.
 pub fn parse_legacy(token: &str) -> Result<LegacyToken<'_>, VerifyError> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(VerifyError::TooLarge);
-    }
-    let malformed = |what: &str| VerifyError::Malformed(what.to_owned());
-    let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed("expected three dot-separated parts"));
-    };
-    let header = json_object(h).ok_or_else(|| malformed("header is not base64url JSON object"))?;
+    let Segments {
+        signing_input,
+        header,
+        claims,
+        signature,
+    } = segments(token)?;
     let name = header.get("alg").and_then(Value::as_str).unwrap_or("");
     let alg = HmacAlg::parse(name).ok_or_else(|| VerifyError::DisallowedAlg(name.to_owned()))?;
     if let Some(p) = ["crit", "jku", "jwk", "x5u", "x5c", "kid"]
@@ -134,11 +131,10 @@ pub fn parse_legacy(token: &str) -> Result<LegacyToken<'_>, VerifyError> {
     {
         return Err(VerifyError::ForbiddenHeader((*p).to_owned()));
     }
-    let signature = b64_decode(s).ok_or_else(|| malformed("signature is not base64url"))?;
     let claims =
-        json_object(c).ok_or_else(|| malformed("claims are not a base64url JSON object"))?;
+        json_object(claims).ok_or_else(|| malformed("claims are not a base64url JSON object"))?;
     Ok(LegacyToken {
-        signing_input: &token[..h.len() + 1 + c.len()],
+        signing_input,
         signature,
         alg,
         claims,

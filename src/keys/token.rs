@@ -137,20 +137,50 @@ pub struct Parsed<'t> {
     claims: Map<String, Value>,
 }
 
-/// Checks a token's size, encoding and header. No key is consulted.
-pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
+/// A compact JWS split into its parts, its size, header and signature
+/// checked: what both token parsers ([`parse`], and the legacy one) start from.
+pub(super) struct Segments<'t> {
+    /// The first two segments, as received.
+    pub(super) signing_input: &'t str,
+    /// The decoded header.
+    pub(super) header: Map<String, Value>,
+    /// The claims segment, still encoded.
+    pub(super) claims: &'t str,
+    /// The decoded signature.
+    pub(super) signature: Vec<u8>,
+}
+
+pub(super) fn malformed(what: &str) -> VerifyError {
+    VerifyError::Malformed(what.to_owned())
+}
+
+/// Splits `token` (at most [`MAX_TOKEN_LEN`]) into its three parts.
+pub(super) fn segments(token: &str) -> Result<Segments<'_>, VerifyError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(VerifyError::TooLarge);
     }
-    let malformed = |what: &str| VerifyError::Malformed(what.to_owned());
     let mut parts = token.split('.');
     let (Some(h), Some(c), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(malformed("expected three dot-separated parts"));
     };
-    let header = json_object(h).ok_or_else(|| malformed("header is not base64url JSON object"))?;
-    let signature = b64_decode(s).ok_or_else(|| malformed("signature is not base64url"))?;
+    Ok(Segments {
+        signing_input: &token[..h.len() + 1 + c.len()],
+        header: json_object(h).ok_or_else(|| malformed("header is not base64url JSON object"))?,
+        claims: c,
+        signature: b64_decode(s).ok_or_else(|| malformed("signature is not base64url"))?,
+    })
+}
+
+/// Checks a token's size, encoding and header. No key is consulted.
+pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
+    let Segments {
+        signing_input,
+        header,
+        claims: c,
+        signature,
+    } = segments(token)?;
     let alg_name = match header.get("alg") {
         Some(Value::String(a)) => a.as_str(),
         _ => return Err(malformed("header has no alg")),
@@ -174,7 +204,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
     let claims =
         json_object(c).ok_or_else(|| malformed("claims are not a base64url JSON object"))?;
     Ok(Parsed {
-        signing_input: &token[..h.len() + 1 + c.len()],
+        signing_input,
         signature,
         alg,
         kid,
