@@ -1,7 +1,7 @@
 //! Property tests of the parsers that see untrusted bytes (proptest, on
 //! stable; a bounded number of cases so they fit in CI). The same parsers
 //! are fuzzed, for longer, by `fuzz/run.sh`; the lifecycle's properties are
-//! checked by the seeded random walks of `src/keys/lifecycle_walk_tests.rs`.
+//! checked by the random walks (proptest) of `src/keys/lifecycle_walk_tests.rs`.
 
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -1,27 +1,56 @@
-//! Random walks through the lifecycle: for many seeds, a random sequence of
-//! clock moves, ticks, rotations (forced or not), revocations and policy
-//! changes, with tokens "issued" by whichever key signs at each step. After
-//! every step the rules of `docs/lifecycle.md` must hold. The walks are
-//! seeded (xorshift), so a failure names a reproducible seed and step.
+//! Random walks through the lifecycle (proptest): random sequences of clock
+//! moves, ticks, rotations (forced or not), revocations, policy changes and
+//! legacy secrets imported, with tokens "issued" by whichever key signs at
+//! each step. After every step the rules of `docs/lifecycle.md` must hold; a
+//! failure is shrunk to a shortest sequence that breaks one.
 
 use std::time::Duration;
 
+use proptest::prelude::*;
+
+use super::legacy::LegacyKey;
 use super::lifecycle_tests::{MIN, T0, make, monthly, tick};
 use super::*;
 use crate::clock::UnixTime;
 
-struct Rng(u64);
+/// One step of a walk.
+#[derive(Clone, Debug)]
+enum Action {
+    /// Time passes: 1 second up to the bound (minutes to weeks).
+    Wait(u64),
+    /// A manual rotation, forced or not; a refusal is fine.
+    Rotate(bool),
+    /// A revocation of the key at this index (modulo the keyring's size).
+    Revoke(prop::sample::Index),
+    /// The operator changes the token lifetime and the JWKS max-age.
+    Policy(u64, u64),
+    /// A token is issued by the key that signs now.
+    Issue,
+    /// A legacy secret is imported (rule 15).
+    ImportLegacy,
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+fn action() -> impl Strategy<Value = Action> {
+    let wait = prop::sample::select(vec![
+        MIN,
+        30 * MIN,
+        6 * 60 * MIN,
+        3 * 24 * 60 * MIN,
+        10 * 24 * 60 * MIN,
+    ])
+    .prop_flat_map(|bound| (1..=bound).prop_map(Action::Wait));
+    prop_oneof![
+        4 => wait,
+        2 => any::<bool>().prop_map(Action::Rotate),
+        1 => any::<prop::sample::Index>().prop_map(Action::Revoke),
+        1 => (
+            prop::sample::select(vec![10 * MIN, 60 * MIN, 24 * 60 * MIN]),
+            prop::sample::select(vec![MIN, 5 * MIN]),
+        )
+            .prop_map(|(ttl, max_age)| Action::Policy(ttl, max_age)),
+        2 => Just(Action::Issue),
+        1 => Just(Action::ImportLegacy),
+    ]
 }
 
 /// A token issued at some step: which key signed it and when it expires;
@@ -71,51 +100,38 @@ fn check(ring: &Keyring, now: UnixTime, policy: &Policy, issued: &[Issued], at: 
     assert!(ring.due(now, policy).is_empty(), "{at}: due twice");
 }
 
-#[test]
-fn random_walks_keep_the_lifecycle_rules() {
-    let ttls = [10 * MIN, 60 * MIN, 24 * 60 * MIN];
-    for seed in 1..=200u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_walks_keep_the_lifecycle_rules(walk in proptest::collection::vec(action(), 1..60)) {
         let mut policy = monthly();
         let mut now = T0;
         let mut ring = Keyring::new("access_token");
         tick(&mut ring, now, &policy);
         let mut issued: Vec<Issued> = Vec::new();
-        for step in 0..60 {
-            let at = format!("seed {seed} step {step}");
-            match rng.below(10) {
-                // Time passes: minutes to weeks.
-                0..=3 => {
-                    let secs = [
-                        MIN,
-                        30 * MIN,
-                        6 * 60 * MIN,
-                        3 * 24 * 60 * MIN,
-                        10 * 24 * 60 * MIN,
-                    ][rng.below(5) as usize];
-                    now = UnixTime(now.0 + 1 + rng.below(secs));
-                }
-                // A rotation, forced or not; a refusal is fine, a change is
-                // applied whole.
-                4 | 5 => {
+        for (step, action) in walk.iter().enumerate() {
+            let at = format!("step {step} ({action:?})");
+            match action {
+                Action::Wait(secs) => now = UnixTime(now.0 + secs),
+                Action::Rotate(force) => {
                     let created_before = ring.keys.len();
-                    if let Ok(plan) = ring.rotate(now, &policy, rng.below(2) == 0) {
+                    if let Ok(plan) = ring.rotate(now, &policy, *force) {
                         ring.apply(&plan, now, &policy, &mut make).unwrap();
                         // Rule 2 for the successor it scheduled.
                         for k in &ring.keys[created_before..] {
-                            assert!(
+                            prop_assert!(
                                 k.activates_at.0 >= k.published_at.0 + policy.lead().as_secs(),
-                                "{at}: new key {} signs before the lead",
+                                "{}: new key {} signs before the lead",
+                                at,
                                 k.kid
                             );
                         }
                     }
                 }
-                // A revocation of some key still in the keyring.
-                6 => {
+                Action::Revoke(which) => {
                     if !ring.keys.is_empty() {
-                        let i = rng.below(ring.keys.len() as u64) as usize;
-                        let kid = ring.keys[i].kid.clone();
+                        let kid = ring.keys[which.index(ring.keys.len())].kid.clone();
                         if let Ok(plan) = ring.revoke(&kid, now, &policy) {
                             ring.apply(&plan, now, &policy, &mut make).unwrap();
                             for t in issued.iter_mut().filter(|t| t.kid == kid) {
@@ -124,13 +140,11 @@ fn random_walks_keep_the_lifecycle_rules() {
                         }
                     }
                 }
-                // The operator changes the token lifetime or the JWKS max-age.
-                7 => {
-                    policy.token_ttl = Duration::from_secs(ttls[rng.below(3) as usize]);
-                    policy.max_age = Duration::from_secs([MIN, 5 * MIN][rng.below(2) as usize]);
+                Action::Policy(ttl, max_age) => {
+                    policy.token_ttl = Duration::from_secs(*ttl);
+                    policy.max_age = Duration::from_secs(*max_age);
                 }
-                // A token is issued by the key that signs now.
-                _ => {
+                Action::Issue => {
                     if let Some(k) = ring.signing_key(Algorithm::EdDSA, now) {
                         issued.push(Issued {
                             kid: k.kid.clone(),
@@ -139,9 +153,23 @@ fn random_walks_keep_the_lifecycle_rules() {
                         });
                     }
                 }
+                Action::ImportLegacy => {
+                    let key = LegacyKey {
+                        id: format!("SECRET_{step}"),
+                        imported_at: now,
+                        expires_at: now.plus(policy.token_ttl + policy.leeway),
+                        revoked_at: None,
+                        issuer: None,
+                        secret: None,
+                    };
+                    let plan = ring.import_legacy(&[key], now, &policy).unwrap();
+                    ring.apply(&plan, now, &policy, &mut make).unwrap();
+                }
             }
             tick(&mut ring, now, &policy);
             check(&ring, now, &policy, &issued, &at);
+            // Rule 15: a legacy secret is gone once its window has passed.
+            prop_assert!(ring.legacy.iter().all(|l| now < l.expires_at), "{}: an expired legacy secret stayed", at);
         }
     }
 }
