@@ -245,11 +245,13 @@ impl KeyService {
         let snap = self.snapshot();
         // A token without kid, signed with HMAC: the purpose's imported
         // legacy secrets, if it has live ones; otherwise refused below.
-        if is_legacy(token)
-            && snap
-                .purposes
-                .get(purpose)
-                .is_some_and(|p| !p.legacy.is_empty())
+        // (The cheap test first: most purposes have none, and then the
+        // header is not decoded twice.)
+        if snap
+            .purposes
+            .get(purpose)
+            .is_some_and(|p| !p.legacy.is_empty())
+            && is_legacy(token)
         {
             return self.verify_legacy(&snap, purpose, single_use, token);
         }
