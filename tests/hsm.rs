@@ -234,6 +234,19 @@ async fn every_algorithm_signs_in_the_token_and_verifies_with_ring_signet_and_jo
         verified_everywhere(&http, &serve, &verifier, alg, &token).await;
     }
 
+    // `config check` logs in to the token, and shows no PIN.
+    let mut cmd = home.cmd(&["config", "check"]);
+    for (k, v) in hsm.env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let check = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        check.contains("# PKCS#11 token: found, logged in"),
+        "{check}"
+    );
+    assert!(!check.contains(PIN), "{check}");
+
     // `keys list` says where each private half is.
     let mut cmd = home.cmd(&["keys", "list"]);
     for (k, v) in hsm.env() {
@@ -438,6 +451,18 @@ async fn a_wrong_pin_is_reported_at_start_and_by_signing_and_never_logged() {
         log.contains("refused SIGNET_PKCS11_PIN"),
         "not reported at start"
     );
+    // `config check` says so too.
+    let mut cmd = home.cmd(&["config", "check"]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let check = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+    assert!(
+        check.contains("# PKCS#11 token: cannot be used")
+            && check.contains("refused SIGNET_PKCS11_PIN"),
+        "{check}"
+    );
+    assert!(!check.contains(wrong), "{check}");
     assert!(
         !log.contains(wrong) && !log.contains(PIN),
         "a PIN is in the log"

@@ -339,6 +339,7 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
                     "# PKCS#11 PIN: SIGNET_PKCS11_PIN (set, redacted) for token {}",
                     pkcs11.token
                 );
+                println!("# PKCS#11 token: {}", check_token(pkcs11));
             }
             keys::print_legacy_check(open_read_only(config, env, clock));
             Ok(())
@@ -394,4 +395,18 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
         }
         Command::Token(cmd) => keys::run_token(cmd, open(config, env, clock)?),
     }
+}
+
+/// `config check`: loads the module and logs in to the token, once.
+#[cfg(feature = "pkcs11")]
+fn check_token(config: &crate::config::Pkcs11Config) -> String {
+    match crate::pkcs11::Token::open(config).and_then(|t| t.check()) {
+        Ok(()) => "found, logged in".to_owned(),
+        Err(e) => format!("cannot be used: {e}"),
+    }
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn check_token(_: &crate::config::Pkcs11Config) -> String {
+    "this build has no PKCS#11 support".to_owned()
 }
