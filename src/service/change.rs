@@ -1,6 +1,7 @@
 //! Changing keyrings: scheduled ticks, manual rotation, revocation and
 //! master-key re-encryption, each under the store's lock.
 
+use super::token_objects::{dropped_objects, holds};
 use super::{KeyInfo, KeyService, ServiceError};
 use crate::clock::UnixTime;
 use crate::crypto::rand::{SecureRandom, SystemRandom};
@@ -9,7 +10,7 @@ use crate::config::SignerKind;
 use crate::keys::jwk::b64;
 use crate::keys::{
     Algorithm, KeyError, Keyring, NewKey, Plan, Policy, PrivateHalf, Refusal, SigningKey, Step,
-    TokenObject, generate,
+    generate,
 };
 use crate::storage::StoreError;
 
@@ -149,86 +150,6 @@ impl KeyService {
         self.change(&[purpose], op)
     }
 
-    /// Re-seals every private key under the newest master key. Returns how
-    /// many keys were re-encrypted.
-    pub fn reencrypt(&self) -> Result<usize, ServiceError> {
-        let mut count = 0;
-        for purpose in self.config.purposes.keys() {
-            let txn = self.store.lock(&[purpose])?;
-            let Some(stored) = txn.current(purpose) else {
-                continue;
-            };
-            self.master.check(stored)?;
-            let mut ring = stored.clone();
-            let mut changed = 0;
-            for key in &mut ring.keys {
-                if let Some(sealed) = key
-                    .sealed()
-                    .filter(|s| s.master != self.master.current_id())
-                {
-                    let pkcs8 = self.master.open(purpose, &key.kid, sealed)?;
-                    let sealed = self.master.seal(purpose, &key.kid, &pkcs8)?;
-                    key.private = Some(PrivateHalf::Sealed(sealed));
-                    changed += 1;
-                }
-            }
-            for legacy in &mut ring.legacy {
-                if let Some(sealed) = legacy
-                    .secret
-                    .as_ref()
-                    .filter(|s| s.master != self.master.current_id())
-                {
-                    let id = super::legacy::seal_id(&legacy.id);
-                    let secret = self.master.open_bytes(purpose, &id, sealed)?;
-                    legacy.secret = Some(self.master.seal_bytes(purpose, &id, &secret)?);
-                    changed += 1;
-                }
-            }
-            // Re-authenticated under the newest key too, even with nothing to re-seal.
-            if changed > 0 || !self.master.authenticated_by_all(stored) {
-                self.prepare_commit(&mut ring, txn.next_generation(purpose))?;
-                txn.commit(vec![ring])?;
-                count += changed;
-            }
-        }
-        self.refresh();
-        Ok(count)
-    }
-
-    /// Authenticates keyrings written by an earlier signet (they carry no
-    /// authentication and every process refuses them until then), after
-    /// checking each holds only keys this process can open or that no longer
-    /// sign. Returns the purposes authenticated. A keyring whose
-    /// authentication exists but fails is never re-authenticated.
-    pub fn authenticate(&self) -> Result<Vec<String>, ServiceError> {
-        let mut done = Vec::new();
-        for purpose in self.config.purposes.keys() {
-            let txn = self.store.lock(&[purpose])?;
-            let Some(stored) = txn.current(purpose) else {
-                continue;
-            };
-            if !stored.mac.is_empty() {
-                self.master.check(stored)?;
-                continue;
-            }
-            for key in &stored.keys {
-                if let Some(sealed) = key.sealed() {
-                    self.master.open(purpose, &key.kid, sealed)?;
-                }
-            }
-            let mut ring = stored.clone();
-            self.prepare_commit(&mut ring, txn.next_generation(purpose))?;
-            txn.commit(vec![ring])?;
-            tracing::warn!(
-                purpose,
-                "authenticated a keyring written by an earlier signet"
-            );
-            done.push(purpose.clone());
-        }
-        self.refresh();
-        Ok(done)
-    }
-
     /// Under the store's lock on `purposes`: for each, applies what is due,
     /// then `op`'s plan; commits them all only if `op` accepted every one.
     /// Returns whether anything was stored. Store failures are counted.
@@ -352,83 +273,10 @@ impl KeyService {
         Ok(true)
     }
 
-    /// Destroys a key's private object in the token, logging the outcome.
-    #[cfg(feature = "pkcs11")]
-    fn destroy_object(&self, purpose: &str, kid: &str, object: &TokenObject) {
-        let Some(token) = &self.token else {
-            tracing::error!(
-                purpose,
-                kid,
-                token = object.token,
-                "a destroyed key's private object is in a token that is not configured: destroy it there by hand"
-            );
-            return;
-        };
-        match token.destroy(object) {
-            Ok(true) => tracing::info!(
-                purpose,
-                kid,
-                object = object.object_id,
-                "private key object destroyed in the token"
-            ),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(purpose, kid, object = object.object_id, error = %e, "cannot destroy a private key object in the token; retried at the next sweep")
-            }
-        }
-    }
-
-    #[cfg(not(feature = "pkcs11"))]
-    fn destroy_object(&self, purpose: &str, kid: &str, object: &TokenObject) {
-        tracing::error!(
-            purpose,
-            kid,
-            token = object.token,
-            "a destroyed key's private object is in a PKCS#11 token and this build has no PKCS#11: destroy it there by hand"
-        );
-    }
-
-    /// Destroys the token objects of keys whose private half the keyrings no
-    /// longer hold (a destruction that failed when the key retired or was
-    /// revoked). Objects whose kid is in no keyring are left alone: a key
-    /// being made by another replica is one until its commit lands. Returns
-    /// how many were destroyed.
-    #[cfg(feature = "pkcs11")]
-    pub fn sweep_token(&self) -> usize {
-        let Some(token) = &self.token else {
-            return 0;
-        };
-        let snap = self.snapshot();
-        let mut destroyed = 0;
-        for (purpose, view) in &snap.purposes {
-            let Ok(objects) = token.objects_of(purpose) else {
-                return destroyed;
-            };
-            for (kid, object) in objects {
-                let held = view.keyring.get(&kid).map(|k| {
-                    k.private
-                        .as_ref()
-                        .and_then(PrivateHalf::token)
-                        .is_some_and(|o| o.object_id == object.object_id)
-                });
-                if held == Some(false) && token.destroy(&object).unwrap_or(false) {
-                    tracing::info!(
-                        purpose,
-                        kid,
-                        object = object.object_id,
-                        "private key object destroyed in the token (sweep)"
-                    );
-                    destroyed += 1;
-                }
-            }
-        }
-        destroyed
-    }
-
     /// Refuses to change a stored keyring that fails authentication, or
     /// whose sealed keys this process cannot open: it would carry an altered
     /// document forward, or seal new keys under a master key the others lack.
-    fn check_stored(&self, ring: &Keyring) -> Result<(), StoreError> {
+    pub(super) fn check_stored(&self, ring: &Keyring) -> Result<(), StoreError> {
         self.master.check(ring)?;
         for key in &ring.keys {
             if let Some(sealed) = key.sealed() {
@@ -447,7 +295,7 @@ impl KeyService {
     /// Makes `ring` the stored keyring's successor: generation `next`, the
     /// same identity (a new one for a new keyring), authenticated under the
     /// newest master key.
-    fn prepare_commit(&self, ring: &mut Keyring, next: u64) -> Result<(), ServiceError> {
+    pub(super) fn prepare_commit(&self, ring: &mut Keyring, next: u64) -> Result<(), ServiceError> {
         ring.generation = next;
         if ring.id.is_empty() {
             ring.id = random_id()?;
@@ -479,52 +327,6 @@ impl KeyService {
             private: PrivateHalf::Sealed(sealed),
         })
     }
-
-    #[cfg(feature = "pkcs11")]
-    fn make_token_key(
-        &self,
-        purpose: &str,
-        alg: Algorithm,
-        rsa_bits: u32,
-    ) -> Result<NewKey, ServiceError> {
-        let token = self.token.as_ref().ok_or_else(|| {
-            ServiceError::Token(crate::pkcs11::TokenError::NoToken {
-                token: "(none)".into(),
-                module: "(none)".into(),
-            })
-        })?;
-        let (jwk, object) = token.generate(purpose, alg, rsa_bits)?;
-        tracing::info!(purpose, kid = jwk.kid, %alg, token = object.token, object = object.object_id, "key created in the token");
-        Ok(NewKey {
-            jwk,
-            private: PrivateHalf::Token(object),
-        })
-    }
-
-    #[cfg(not(feature = "pkcs11"))]
-    fn make_token_key(&self, _: &str, _: Algorithm, _: u32) -> Result<NewKey, ServiceError> {
-        unreachable!("the configuration refuses signer = \"pkcs11\" in a build without PKCS#11")
-    }
-}
-
-/// Whether `ring` still names `object` as the private half of `kid`.
-fn holds(ring: &Keyring, kid: &str, object: &TokenObject) -> bool {
-    ring.get(kid)
-        .and_then(|k| k.private.as_ref())
-        .and_then(PrivateHalf::token)
-        == Some(object)
-}
-
-/// The token objects that `before` names and `after` no longer does: keys
-/// whose private half was destroyed (retired, revoked) or dropped.
-fn dropped_objects(before: &Keyring, after: &Keyring) -> Vec<(String, String, TokenObject)> {
-    before
-        .keys
-        .iter()
-        .filter_map(|k| Some((k, k.private.as_ref()?.token()?)))
-        .filter(|(k, object)| !holds(after, &k.kid, object))
-        .map(|(k, object)| (before.purpose.clone(), k.kid.clone(), object.clone()))
-        .collect()
 }
 
 /// 128 random bits, base64url.

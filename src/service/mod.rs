@@ -11,10 +11,12 @@
 
 mod change;
 mod legacy;
+mod master;
 mod refresh;
 mod signer;
 mod snapshot;
 mod token;
+mod token_objects;
 mod tokens;
 
 use std::sync::Arc;
