@@ -4,8 +4,10 @@
 //! picks their changes up within `store.poll_interval`. Exit codes: 0 ok,
 //! 1 invalid token or refused operation, 2 usage, configuration or storage error.
 
+mod check;
 mod dotenv;
 mod keys;
+mod legacy;
 mod open;
 mod serve;
 mod store;
@@ -318,32 +320,7 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
             serve::run(config, env, clock)
         }
         Command::Store(cmd) => store::run(cmd, &config, env),
-        Command::Config(ConfigCommand::Check) => {
-            print!("{}", config.to_toml());
-            let master = if env("SIGNET_MASTER_KEYS").is_some() {
-                "SIGNET_MASTER_KEYS (set, redacted)".to_owned()
-            } else {
-                format!("{}", config.store.path.join(MASTER_KEY_FILE).display())
-            };
-            let admin = if env("SIGNET_ADMIN_TOKENS").is_some() {
-                "SIGNET_ADMIN_TOKENS (set, redacted)".to_owned()
-            } else {
-                format!("{}", config.store.path.join(ADMIN_TOKEN_FILE).display())
-            };
-            println!("\n# secrets\n# master keys: {master}\n# admin tokens: {admin}");
-            if config.store.database_url.is_some() {
-                println!("# database: SIGNET_DATABASE_URL (set, redacted)");
-            }
-            if let Some(pkcs11) = &config.signer.pkcs11 {
-                println!(
-                    "# PKCS#11 PIN: SIGNET_PKCS11_PIN (set, redacted) for token {}",
-                    pkcs11.token
-                );
-                println!("# PKCS#11 token: {}", check_token(pkcs11));
-            }
-            keys::print_legacy_check(open_read_only(config, env, clock));
-            Ok(())
-        }
+        Command::Config(ConfigCommand::Check) => check::run(config, env, clock),
         Command::Keys(KeysCommand::List { json }) => {
             keys::list(open_read_only(config, env, clock)?, json)
         }
@@ -354,7 +331,7 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
             window,
             issuer,
         }) => {
-            let import = keys::Import {
+            let import = legacy::Import {
                 purpose: &purpose,
                 names: &secret_env,
                 env_file: env_file.as_deref(),
@@ -362,7 +339,7 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
                 issuer,
             };
             let secrets = import.read(env)?;
-            keys::import_hmac(&import, secrets, open(config, env, clock)?)
+            legacy::import_hmac(&import, secrets, open(config, env, clock)?)
         }
         Command::Keys(cmd) => keys::run(cmd, open(config, env, clock)?),
         Command::Token(TokenCommand::Verify {
@@ -395,18 +372,4 @@ pub fn run(cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliErro
         }
         Command::Token(cmd) => keys::run_token(cmd, open(config, env, clock)?),
     }
-}
-
-/// `config check`: loads the module and logs in to the token, once.
-#[cfg(feature = "pkcs11")]
-fn check_token(config: &crate::config::Pkcs11Config) -> String {
-    match crate::pkcs11::Token::open(config).and_then(|t| t.check()) {
-        Ok(()) => "found, logged in".to_owned(),
-        Err(e) => format!("cannot be used: {e}"),
-    }
-}
-
-#[cfg(not(feature = "pkcs11"))]
-fn check_token(_: &crate::config::Pkcs11Config) -> String {
-    "this build has no PKCS#11 support".to_owned()
 }
