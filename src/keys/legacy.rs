@@ -12,6 +12,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::keyring::Keyring;
+use super::plan::{Plan, Refusal, Step};
+use super::policy::Policy;
 use super::record::SealedKey;
 use super::token::{
     Audience, Expectations, MAX_TOKEN_LEN, Segments, VerifyError, check_claims, json_object,
@@ -55,6 +58,50 @@ impl LegacyKey {
         } else {
             "expired"
         }
+    }
+}
+
+impl Keyring {
+    /// Imports legacy secrets (already sealed), tried after those already
+    /// there. Refused if a label is already used.
+    pub fn import_legacy(
+        &self,
+        keys: &[LegacyKey],
+        now: UnixTime,
+        policy: &Policy,
+    ) -> Result<Plan, Refusal> {
+        for (i, key) in keys.iter().enumerate() {
+            if self.legacy.iter().any(|l| l.id == key.id)
+                || keys[..i].iter().any(|k| k.id == key.id)
+            {
+                return Err(Refusal::LegacyExists {
+                    purpose: self.purpose.clone(),
+                    id: key.id.clone(),
+                });
+            }
+        }
+        let steps = keys.iter().cloned().map(Step::ImportLegacy).collect();
+        Ok(self.then_due(steps, now, policy))
+    }
+
+    /// Revokes the legacy secret labelled `id`.
+    pub fn revoke_legacy(&self, id: &str, now: UnixTime, policy: &Policy) -> Result<Plan, Refusal> {
+        let key = self
+            .legacy
+            .iter()
+            .find(|l| l.id == id)
+            .ok_or_else(|| Refusal::UnknownKid {
+                kid: id.to_owned(),
+                purpose: self.purpose.clone(),
+            })?;
+        if key.revoked_at.is_some() {
+            return Err(Refusal::AlreadyRevoked(id.to_owned()));
+        }
+        let steps = vec![Step::RevokeLegacy {
+            id: id.to_owned(),
+            at: now,
+        }];
+        Ok(self.then_due(steps, now, policy))
     }
 }
 
