@@ -26,6 +26,25 @@ fn config(hsm: &SoftHsm, algorithms: &str) -> String {
     )
 }
 
+/// A new token labelled `label`, a home whose access_token keys (of
+/// `algorithms`) are made in it, and `signet serve` on them; `None` when
+/// SoftHSM2 is missing outside CI.
+fn running(label: &str, algorithms: &str) -> Option<(SoftHsm, Home, ServeProcess)> {
+    let hsm = SoftHsm::new(label)?;
+    let home = Home::new(&config(&hsm, algorithms));
+    let serve = start(&hsm, &home);
+    Some((hsm, home, serve))
+}
+
+/// A `signet` command on `home` that reaches `hsm`'s token.
+fn signet_cmd(home: &Home, hsm: &SoftHsm, args: &[&str]) -> std::process::Command {
+    let mut cmd = home.cmd(args);
+    for (k, v) in hsm.env() {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 fn start(hsm: &SoftHsm, home: &Home) -> ServeProcess {
     let mut env = hsm.env();
     env.push(("SIGNET_ADMIN_TOKENS", TOKENS.to_owned()));
@@ -235,10 +254,7 @@ async fn every_algorithm_signs_in_the_token_and_verifies_with_ring_signet_and_jo
     }
 
     // `config check` logs in to the token, and shows no PIN.
-    let mut cmd = home.cmd(&["config", "check"]);
-    for (k, v) in hsm.env() {
-        cmd.env(k, v);
-    }
+    let mut cmd = signet_cmd(&home, &hsm, &["config", "check"]);
     let out = cmd.output().unwrap();
     let check = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -248,10 +264,7 @@ async fn every_algorithm_signs_in_the_token_and_verifies_with_ring_signet_and_jo
     assert!(!check.contains(PIN), "{check}");
 
     // `keys list` says where each private half is.
-    let mut cmd = home.cmd(&["keys", "list"]);
-    for (k, v) in hsm.env() {
-        cmd.env(k, v);
-    }
+    let mut cmd = signet_cmd(&home, &hsm, &["keys", "list"]);
     let out = cmd.output().unwrap();
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -272,11 +285,9 @@ async fn every_algorithm_signs_in_the_token_and_verifies_with_ring_signet_and_jo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_key_leaves_the_token_at_once_and_a_deleted_object_is_reported_for_its_purpose() {
-    let Some(hsm) = SoftHsm::new("signet-revoke") else {
+    let Some((hsm, home, serve)) = running("signet-revoke", "[\"EdDSA\"]") else {
         return;
     };
-    let home = Home::new(&config(&hsm, "[\"EdDSA\"]"));
-    let serve = start(&hsm, &home);
     let http = client();
     let token = signed(&http, &serve, "EdDSA").await;
     let active = header_kid(&token);
@@ -326,10 +337,7 @@ async fn a_revoked_key_leaves_the_token_at_once_and_a_deleted_object_is_reported
     serve.stop();
 
     // A fresh process reports it for its purpose, and only for it.
-    let mut cmd = home.cmd(&["keys", "list"]);
-    for (k, v) in hsm.env() {
-        cmd.env(k, v);
-    }
+    let mut cmd = signet_cmd(&home, &hsm, &["keys", "list"]);
     let (exit, stderr) = code(&cmd.output().unwrap());
     assert_eq!(exit, 2, "{stderr}");
     assert!(
@@ -341,11 +349,9 @@ async fn a_revoked_key_leaves_the_token_at_once_and_a_deleted_object_is_reported
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_disappears_stops_signing_only_and_signing_resumes_when_it_is_back() {
-    let Some(hsm) = SoftHsm::new("signet-gone") else {
+    let Some((hsm, _home, serve)) = running("signet-gone", "[\"ES256\"]") else {
         return;
     };
-    let home = Home::new(&config(&hsm, "[\"ES256\"]"));
-    let serve = start(&hsm, &home);
     let http = client();
     signed(&http, &serve, "ES256").await;
 
@@ -472,11 +478,9 @@ async fn a_wrong_pin_is_reported_at_start_and_by_signing_and_never_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_while_the_token_is_away_leaves_the_jwks_at_once_and_its_object_at_the_next_start()
  {
-    let Some(hsm) = SoftHsm::new("signet-away") else {
+    let Some((hsm, home, serve)) = running("signet-away", "[\"EdDSA\"]") else {
         return;
     };
-    let home = Home::new(&config(&hsm, "[\"EdDSA\"]"));
-    let serve = start(&hsm, &home);
     let http = client();
     let compromised = header_kid(&signed(&http, &serve, "EdDSA").await);
 
