@@ -14,6 +14,7 @@ mod failure;
 mod hsm;
 mod interop;
 mod legacy;
+mod pg_fleet;
 mod pg_store;
 mod properties;
 mod replicas;

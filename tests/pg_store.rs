@@ -2,6 +2,7 @@
 //! replicas on one database racing across rotation boundaries.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use signet::clock::{Clock, ManualClock, SystemClock, UnixTime};
 use signet::keys::{Algorithm, KeyRecord, Keyring, SigningKey, generate};
@@ -419,10 +420,21 @@ fn a_database_outage_degrades_the_replica_and_it_recovers_alone() {
         Err(ServiceError::Store(StoreError::Database { .. })) => {}
         other => panic!("expected a database error, got {other:?}"),
     }
-    // It comes back: the connection is opened again, no restart needed.
+    // It comes back: the connection is opened again, no restart needed,
+    // once the reconnection backoff (at most 5 s) has passed.
     pg::set_up(&url, true);
-    svc.refresh();
-    assert!(svc.problems().is_empty(), "{:?}", svc.problems());
+    let back = tokio::time::Instant::now();
+    while {
+        svc.refresh();
+        !svc.problems().is_empty()
+    } {
+        assert!(
+            back.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            svc.problems()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     svc.rotate(Some("access_token"), true).unwrap();
     assert_ne!(sign().unwrap().kid, kid);
 }

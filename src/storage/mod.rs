@@ -5,23 +5,19 @@
 //! ([`seal`]), so no store ever sees plaintext key material.
 
 pub(crate) mod document;
+pub(crate) mod durable;
 mod file;
-mod pg_listen;
-mod pg_schema;
-mod pg_tls;
-mod pg_tokens;
-mod pg_txn;
 mod postgres;
 pub mod seal;
 pub(crate) mod small_file;
-mod tokens;
+mod token_list;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use file::{CrashPoint, FileStore};
 pub use postgres::PostgresStore;
-pub use tokens::{TokenEntry, TokenList, valid_jti};
+pub use token_list::{TokenEntry, TokenList, valid_jti};
 
 use crate::keys::{Keyring, thumbprint};
 
@@ -157,6 +153,26 @@ pub trait KeyringTxn {
     /// the lock. Each keyring's generation must be one above the one read
     /// under the lock (a compare-and-swap). Returns the stored generations.
     fn commit(self: Box<Self>, keyrings: Vec<Keyring>) -> Result<Vec<u64>, StoreError>;
+}
+
+/// The compare-and-swap check of both stores' commits: a keyring written
+/// under a lock must carry `expected`, the generation after the one read
+/// under that lock (its authentication covers the generation).
+pub(crate) fn check_successor(
+    keyring: &Keyring,
+    expected: u64,
+    location: &str,
+) -> Result<(), StoreError> {
+    if keyring.generation == expected {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        location: location.to_owned(),
+        reason: format!(
+            "would be written at generation {} instead of {expected} (a bug in signet)",
+            keyring.generation
+        ),
+    })
 }
 
 /// Integrity checks every store runs on a keyring it reads: it belongs to the

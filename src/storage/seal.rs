@@ -130,7 +130,7 @@ impl MasterKeys {
                     .fill(&mut bytes[..])
                     .map_err(|_| master_err("the system random number generator failed"))?;
                 let text = Zeroizing::new(STANDARD.encode(&bytes[..]));
-                super::file::ensure_dir(dir)?;
+                super::durable::ensure_dir(dir)?;
                 let io = |source| StoreError::Io {
                     action: "create",
                     path: path.clone(),
@@ -144,7 +144,7 @@ impl MasterKeys {
                     .map_err(io)?;
                 f.write_all(text.as_bytes()).map_err(io)?;
                 f.sync_all().map_err(io)?;
-                super::file::sync_dir(dir)?;
+                super::durable::sync_dir(dir)?;
                 Ok((
                     MasterKeys {
                         keys: vec![MasterKey::new(&bytes[..])?],

@@ -4,8 +4,8 @@
 
 use postgres::Client;
 
-use super::StoreError;
-use super::postgres::db_err;
+use super::conn::db_err;
+use crate::storage::StoreError;
 
 /// The advisory lock key that serialises schema migrations.
 const MIGRATION_LOCK: i64 = 0x7369_676e_6574; // "signet"

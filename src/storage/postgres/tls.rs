@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::StoreError;
+use crate::storage::StoreError;
 
 /// What `sslmode` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,15 +11,17 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::document::{decode, encode};
-use super::small_file::{SmallFileError, read_small};
-use super::tokens::{self, TokenEntry, TokenList};
-use super::{KeyStore, KeyringTxn, StoreError};
+mod tokens;
+
 use crate::keys::Keyring;
+use crate::storage::document::{decode, encode};
+use crate::storage::durable::{ensure_dir, sync_dir};
+use crate::storage::small_file::{SmallFileError, read_small};
+use crate::storage::{KeyStore, KeyringTxn, StoreError, TokenEntry, TokenList, check_successor};
 
 const LOCK_FILE: &str = ".lock";
 /// A keyring is a few kilobytes (tens with RSA-4096 keys); anything larger
@@ -59,44 +61,6 @@ impl CrashPoint {
         CrashPoint::Written,
         CrashPoint::Renamed,
     ];
-}
-
-pub(super) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
-    match fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(StoreError::Io {
-            action: "use as the keys directory",
-            path: dir.to_owned(),
-            source: std::io::Error::new(
-                ErrorKind::AlreadyExists,
-                "it exists and is not a directory",
-            ),
-        }),
-        Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| StoreError::Io {
-                action: "create the keys directory",
-                path: dir.to_owned(),
-                source,
-            }),
-        Err(source) => Err(StoreError::Io {
-            action: "read the keys directory",
-            path: dir.to_owned(),
-            source,
-        }),
-    }
-}
-
-pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| StoreError::Io {
-            action: "fsync",
-            path: dir.to_owned(),
-            source,
-        })
 }
 
 impl FileStore {
@@ -365,18 +329,9 @@ impl KeyringTxn for FileTxn<'_> {
                     reason: "was not locked by this write (a bug in signet)".into(),
                 });
             };
-            // Compare-and-swap: the keyring must be the successor of the one
-            // read under this lock (its authentication covers the generation).
             let expected = current.as_ref().map_or(0, |k| k.generation) + 1;
-            if keyring.generation != expected {
-                return Err(StoreError::Corrupt {
-                    location: self.store.path(&keyring.purpose).display().to_string(),
-                    reason: format!(
-                        "would be written at generation {} instead of {expected} (a bug in signet)",
-                        keyring.generation
-                    ),
-                });
-            }
+            let location = self.store.path(&keyring.purpose).display().to_string();
+            check_successor(&keyring, expected, &location)?;
             self.store.write(&keyring)?;
             generations.push(keyring.generation);
         }

@@ -1,12 +1,10 @@
 //! A write to the PostgreSQL store, holding its connection and advisory
 //! locks until it commits or is dropped (which rolls back).
 
-use std::sync::MutexGuard;
-
-use super::document::encode;
-use super::postgres::{CHANNEL, Conn, PostgresStore, db_err};
-use super::{KeyringTxn, StoreError};
+use super::conn::{CHANNEL, ConnGuard, db_err};
 use crate::keys::Keyring;
+use crate::storage::document::encode;
+use crate::storage::{KeyringTxn, StoreError, check_successor};
 
 /// A purpose locked by a [`PgTxn`].
 pub(super) struct Locked {
@@ -19,8 +17,12 @@ pub(super) struct Locked {
 }
 
 pub(super) struct PgTxn<'a> {
-    pub(super) store: &'a PostgresStore,
-    pub(super) conn: MutexGuard<'a, Conn>,
+    /// The store, for messages.
+    pub(super) describe: &'a str,
+    /// Written as `updated_by` and `committed_by`.
+    pub(super) replica: &'a str,
+    /// The writer's connection, in the transaction.
+    pub(super) conn: ConnGuard<'a>,
     /// Each locked purpose as of the lock.
     pub(super) current: Vec<Locked>,
     pub(super) done: bool,
@@ -54,7 +56,7 @@ impl KeyringTxn for PgTxn<'_> {
         let mut generations = Vec::with_capacity(keyrings.len());
         for keyring in keyrings {
             let purpose = keyring.purpose.clone();
-            let location = self.store.location(&purpose);
+            let location = format!("the {purpose} row of {}", self.describe);
             let Some(locked) = self.current.iter().find(|l| l.purpose == purpose) else {
                 return Err(StoreError::Corrupt {
                     location,
@@ -62,18 +64,10 @@ impl KeyringTxn for PgTxn<'_> {
                 });
             };
             let previous = locked.ring.as_ref().map(|k| k.generation);
-            if keyring.generation != locked.next {
-                return Err(StoreError::Corrupt {
-                    location,
-                    reason: format!(
-                        "would be written at generation {} instead of {} (a bug in signet)",
-                        keyring.generation, locked.next
-                    ),
-                });
-            }
+            check_successor(&keyring, locked.next, &location)?;
             let document = encode(&keyring, &location)?;
             let generation = to_i64(keyring.generation);
-            let replica = self.store.replica.clone();
+            let replica = self.replica;
             // Compare-and-swap: zero rows means another writer got there first.
             let written = if let Some(previous) = previous {
                 let previous = to_i64(previous);

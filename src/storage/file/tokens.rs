@@ -1,9 +1,5 @@
-//! Token ids a store keeps beside the keyrings: revoked tokens (published in
-//! the revocation document) and consumed single-use tokens. Each entry is
-//! kept until the token's `exp` plus the leeway, then pruned.
-//!
-//! The file store keeps one empty file per entry,
-//! `tokens/<list>/<purpose>/<exp>-<jti>`: the name holds everything, so
+//! The file store's token lists: one empty file per entry,
+//! `tokens/<list>/<purpose>/<exp>-<jti>`. The name holds everything, so
 //! creating it (`O_CREAT | O_EXCL`, then an fsync of the directory) is the
 //! atomic, durable record, shared by every process on the directory, and
 //! pruning never opens a file.
@@ -13,50 +9,9 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
-use super::file::sync_dir;
 use crate::clock::UnixTime;
-
-/// Which list of token ids.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenList {
-    /// Revoked before their expiry: published, so verifiers refuse them.
-    Revoked,
-    /// Single-use tokens already used: refused by consume and verify.
-    Consumed,
-}
-
-impl TokenList {
-    /// The list's name in paths and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenList::Revoked => "revoked",
-            TokenList::Consumed => "consumed",
-        }
-    }
-}
-
-/// One token id in a list.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TokenEntry {
-    /// The token's purpose.
-    pub purpose: String,
-    /// Its `jti`.
-    pub jti: String,
-    /// Its `exp` (or, for a revocation by `jti` alone, the latest `exp` a
-    /// token of the purpose issued until then can have).
-    pub exp: UnixTime,
-}
-
-/// Whether `jti` can be stored: what signet issues (base64url), at most 64
-/// characters. Anything else is refused before any store sees it.
-pub fn valid_jti(jti: &str) -> bool {
-    !jti.is_empty()
-        && jti.len() <= 64
-        && jti
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+use crate::storage::durable::sync_dir;
+use crate::storage::{StoreError, TokenEntry, TokenList, valid_jti};
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.to_owned();

@@ -4,20 +4,15 @@
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use super::pg_tls::Rustls;
-use super::postgres::{CHANNEL, connect};
+use super::conn::{CHANNEL, Target};
 
 /// LISTENs on a connection of its own, for ever: on a notification, calls
 /// `on_change`; on a broken connection, reconnects after a second.
-pub(super) fn listen(
-    config: postgres::Config,
-    tls: Option<Rustls>,
-    describe: String,
-    on_change: Box<dyn Fn(&str) + Send + Sync>,
-) {
+pub(super) fn listen(target: &Target, on_change: Box<dyn Fn(&str) + Send + Sync>) {
+    let describe = &target.describe;
     let mut logged = false;
     loop {
-        let attempt = connect(&config, tls.as_ref()).and_then(|mut client| {
+        let attempt = target.connect().and_then(|mut client| {
             client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
             if logged {
                 tracing::info!(store = %describe, "listening for keyring changes again");

@@ -6,159 +6,43 @@
 //! under it, then a compare-and-swap on `generation`, a row in the
 //! append-only history, a `pg_notify`, and COMMIT. A writer that dies holds
 //! nothing: the server rolls its transaction back and releases its locks.
-//! Readers never lock. The schema is created, and later migrated, at
+//! Readers never lock, and never wait for a writer: each role has its own
+//! connection ([`Slot`]). The schema is created, and later migrated, at
 //! connect under a session advisory lock, so replicas starting together do
 //! not race.
 
+mod conn;
+mod listen;
+mod schema;
+mod tls;
+mod tokens;
+mod txn;
+
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use postgres::{Client, NoTls, Statement};
-
-use super::document::decode;
-use super::pg_tls::{self, Mode, Rustls};
-use super::pg_txn::{Locked, PgTxn, to_i64};
-use super::{KeyStore, KeyringTxn, StoreError, TokenEntry, TokenList};
-use super::{pg_listen, pg_schema};
+use self::conn::{Slot, Target, db_err};
+use self::txn::{Locked, PgTxn, to_i64};
 use crate::keys::Keyring;
-
-/// The channel replicas LISTEN on; the payload is the purpose.
-pub(crate) const CHANNEL: &str = "signet_keyrings";
-
-/// A connection with the statements every poll runs, prepared once (an
-/// unprepared query costs the server a second round trip and transaction).
-pub(super) struct Conn {
-    pub(super) client: Client,
-    pub(super) load: Statement,
-    clock: Statement,
-    generations: Statement,
-    pub(super) tokens: Statement,
-    pub(super) prune: Statement,
-}
-
-/// Connects in plain text or over TLS, as the URL's sslmode asked.
-pub(super) fn connect(
-    config: &postgres::Config,
-    tls: Option<&Rustls>,
-) -> Result<Client, postgres::Error> {
-    match tls {
-        Some(tls) => config.connect(tls.clone()),
-        None => config.connect(NoTls),
-    }
-}
-
-impl Conn {
-    fn open(config: &postgres::Config, tls: Option<&Rustls>) -> Result<Conn, postgres::Error> {
-        let mut client = connect(config, tls)?;
-        // The row, and the newest generation its history has seen.
-        let load = client.prepare(
-            "SELECT k.generation, k.document, (SELECT max(h.generation) FROM signet_keyring_history h WHERE h.purpose = k.purpose) FROM signet_keyrings k WHERE k.purpose = $1",
-        )?;
-        let clock =
-            client.prepare("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")?;
-        let generations = client.prepare("SELECT purpose, generation FROM signet_keyrings")?;
-        let tokens = client.prepare(
-            "SELECT purpose, jti, exp FROM signet_tokens WHERE list = $1 ORDER BY purpose, jti",
-        )?;
-        let prune = client.prepare("DELETE FROM signet_tokens WHERE exp < $1")?;
-        Ok(Conn {
-            client,
-            load,
-            clock,
-            generations,
-            tokens,
-            prune,
-        })
-    }
-}
+use crate::storage::document::decode;
+use crate::storage::{KeyStore, KeyringTxn, StoreError, TokenEntry, TokenList};
 
 /// Keyrings in a PostgreSQL database.
 pub struct PostgresStore {
-    config: postgres::Config,
-    tls: Option<Rustls>,
-    conn: Mutex<Conn>,
-    /// Where it connects, for messages: never the password.
-    describe: String,
+    target: Arc<Target>,
+    /// Keyring changes: held across a change's lock wait and commit.
+    writer: Slot,
+    /// Polls: keyrings, generations, the clock, the token lists as a whole.
+    reader: Slot,
+    /// The request path's token-list entries: consume, revoke, look-ups.
+    lists: Slot,
     /// Written as `updated_by` and `committed_by`.
-    pub(super) replica: String,
+    replica: String,
 }
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PostgresStore({})", self.describe)
-    }
-}
-
-pub(super) fn db_err(action: &'static str, e: postgres::Error) -> StoreError {
-    // The client's own message is terse ("error performing TLS handshake"):
-    // the cause follows it.
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        reason.push_str(": ");
-        reason.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    StoreError::Database { action, reason }
-}
-
-/// Where and how to connect, parsed from the URL once.
-struct Target {
-    config: postgres::Config,
-    tls: Option<Rustls>,
-    describe: String,
-}
-
-impl Target {
-    /// Parses `url` and opens a first connection, for the schema.
-    fn connect(url: &str, replica: &str) -> Result<(Target, Client), StoreError> {
-        let (url, mode) = pg_tls::split(url)?;
-        let tls = match mode {
-            Mode::Plain => None,
-            _ => Some(Rustls(Arc::new(pg_tls::client_config(&mode)?))),
-        };
-        let mut config: postgres::Config =
-            url.parse()
-                .map_err(|e: postgres::Error| StoreError::Database {
-                    action: "parse SIGNET_DATABASE_URL",
-                    reason: e.to_string(),
-                })?;
-        // Names the replica in pg_stat_activity, unless the URL does.
-        if config.get_application_name().is_none() {
-            config.application_name(&format!("signet {replica}"));
-        }
-        let describe = format!(
-            "{}{}",
-            describe(&config),
-            match mode {
-                Mode::Plain => "",
-                Mode::Require => " (TLS, certificate unchecked)",
-                Mode::VerifyFull(_) => " (TLS, verified)",
-            }
-        );
-        let client =
-            connect(&config, tls.as_ref()).map_err(|e| db_err("connect to the database", e))?;
-        Ok((
-            Target {
-                config,
-                tls,
-                describe,
-            },
-            client,
-        ))
-    }
-
-    /// The store, on a connection with its statements prepared.
-    fn into_store(self, replica: &str) -> Result<PostgresStore, StoreError> {
-        let conn = Conn::open(&self.config, self.tls.as_ref())
-            .map_err(|e| db_err("connect to the database", e))?;
-        Ok(PostgresStore {
-            config: self.config,
-            tls: self.tls,
-            conn: Mutex::new(conn),
-            describe: self.describe,
-            replica: replica.to_owned(),
-        })
+        write!(f, "PostgresStore({})", self.target.describe)
     }
 }
 
@@ -167,9 +51,14 @@ impl PostgresStore {
     /// with `host=/path`), creates or migrates the schema, and names this
     /// replica `replica` in what it writes.
     pub fn connect(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
-        let (target, mut client) = Target::connect(url, replica)?;
-        pg_schema::migrate(&mut client)?;
-        target.into_store(replica)
+        let target = Target::parse(url, replica)?;
+        let mut client = target
+            .connect()
+            .map_err(|e| db_err("connect to the database", e))?;
+        let migrated = schema::migrate(&mut client);
+        conn::drop_off_runtime(Some(client));
+        migrated?;
+        PostgresStore::open(target, replica)
     }
 
     /// Connects to read, creating nothing: a role without CREATE may list
@@ -180,26 +69,34 @@ impl PostgresStore {
         url: &str,
         replica: &str,
     ) -> Result<Option<PostgresStore>, StoreError> {
-        let (target, mut client) = Target::connect(url, replica)?;
-        if !pg_schema::readable(&mut client)? {
+        let target = Target::parse(url, replica)?;
+        let mut client = target
+            .connect()
+            .map_err(|e| db_err("connect to the database", e))?;
+        let readable = schema::readable(&mut client);
+        conn::drop_off_runtime(Some(client));
+        if !readable? {
             return Ok(None);
         }
-        target.into_store(replica).map(Some)
+        PostgresStore::open(target, replica).map(Some)
     }
 
-    /// The connection, opened again if the last one broke (a database
-    /// restart): replicas catch up without a restart of their own.
-    pub(super) fn conn(&self) -> Result<MutexGuard<'_, Conn>, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if conn.client.is_closed() {
-            *conn = Conn::open(&self.config, self.tls.as_ref())
-                .map_err(|e| db_err("reconnect to the database", e))?;
-            tracing::info!(store = %self.describe, "reconnected to the database");
-        }
-        Ok(conn)
+    /// The store, its readers' connection opened (so a database that cannot
+    /// be used is reported now); the other roles connect on first use.
+    fn open(target: Target, replica: &str) -> Result<PostgresStore, StoreError> {
+        let target = Arc::new(target);
+        let store = PostgresStore {
+            writer: Slot::new("writer", target.clone()),
+            reader: Slot::new("reader", target.clone()),
+            lists: Slot::new("token lists", target.clone()),
+            target,
+            replica: replica.to_owned(),
+        };
+        drop(store.reader.get()?);
+        Ok(store)
     }
 
-    /// The keyring of a row read by [`Conn::load`], checked like a file:
+    /// The keyring of a row read by `Conn::load`, checked like a file:
     /// its document decodes and passes the integrity checks, its generation
     /// column agrees with the document, and no later generation was ever
     /// committed (the history keeps them): a row put back to an older,
@@ -230,33 +127,18 @@ impl PostgresStore {
         Ok(ring)
     }
 
-    pub(super) fn location(&self, purpose: &str) -> String {
-        format!("the {purpose} row of {}", self.describe)
+    fn location(&self, purpose: &str) -> String {
+        format!("the {purpose} row of {}", self.target.describe)
     }
-}
-
-/// host, port and database: enough to find it, nothing secret.
-fn describe(config: &postgres::Config) -> String {
-    let host = config
-        .get_hosts()
-        .first()
-        .map(|h| match h {
-            postgres::config::Host::Tcp(name) => name.clone(),
-            postgres::config::Host::Unix(path) => path.display().to_string(),
-        })
-        .unwrap_or_else(|| "localhost".into());
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config.get_dbname().unwrap_or("postgres");
-    format!("PostgreSQL store {db} at {host}:{port}")
 }
 
 impl KeyStore for PostgresStore {
     fn describe(&self) -> String {
-        self.describe.clone()
+        self.target.describe.clone()
     }
 
     fn load(&self, purpose: &str) -> Result<Option<Keyring>, StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.reader.get()?;
         let statement = conn.load.clone();
         let row = conn
             .client
@@ -266,7 +148,7 @@ impl KeyStore for PostgresStore {
     }
 
     fn generations(&self) -> Result<Option<Vec<(String, u64)>>, StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.reader.get()?;
         let statement = conn.generations.clone();
         let rows = conn
             .client
@@ -283,23 +165,23 @@ impl KeyStore for PostgresStore {
     }
 
     fn record_token(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
-        self.record(list, entry)
+        tokens::record(&mut *self.lists.get()?, list, entry)
     }
 
     fn token_recorded(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError> {
-        self.recorded(list, entry)
+        tokens::recorded(&mut *self.lists.get()?, list, entry)
     }
 
     fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError> {
-        self.entries(list)
+        tokens::entries(&mut *self.reader.get()?, list)
     }
 
     fn prune_tokens(&self, before: crate::clock::UnixTime) -> Result<usize, StoreError> {
-        self.prune(before)
+        tokens::prune(&mut *self.reader.get()?, before)
     }
 
     fn clock_offset(&self, now: crate::clock::UnixTime) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.reader.get()?;
         let statement = conn.clock.clone();
         let db: i64 = conn
             .client
@@ -310,25 +192,25 @@ impl KeyStore for PostgresStore {
     }
 
     fn watch(&self, on_change: Box<dyn Fn(&str) + Send + Sync>) {
-        let (config, tls, describe) =
-            (self.config.clone(), self.tls.clone(), self.describe.clone());
+        let target = self.target.clone();
         let spawned = std::thread::Builder::new()
             .name("signet-listen".into())
-            .spawn(move || pg_listen::listen(config, tls, describe, on_change));
+            .spawn(move || listen::listen(&target, on_change));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start listening for keyring changes; polling only");
         }
     }
 
     fn lock(&self, purposes: &[&str]) -> Result<Box<dyn KeyringTxn + '_>, StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.writer.get()?;
         conn.client
             .batch_execute(
                 "BEGIN; SET LOCAL lock_timeout = '10s'; SET LOCAL idle_in_transaction_session_timeout = '60s'",
             )
             .map_err(|e| db_err("begin a transaction", e))?;
         let mut txn = PgTxn {
-            store: self,
+            describe: &self.target.describe,
+            replica: &self.replica,
             conn,
             current: Vec::new(),
             done: false,
