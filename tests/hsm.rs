@@ -576,3 +576,89 @@ async fn concurrent_signatures_wait_for_one_of_the_configured_sessions() {
         "{open} sessions open, at most 2 configured"
     );
 }
+
+/// Two replicas on one PostgreSQL database and one token start together and
+/// both wait for the access_token keyring's lock, which the test holds: each
+/// has made its keys in the token before asking for the lock. Once it is
+/// released one commits its keys; the other finds nothing left to do and
+/// destroys the keys it made, so the token ends up holding exactly the keys
+/// the keyring names.
+#[test]
+fn keys_made_for_a_change_another_replica_made_first_are_destroyed_in_the_token() {
+    let Some(hsm) = SoftHsm::new("signet-premade") else {
+        return;
+    };
+    let Some(url) = crate::common::pg::database() else {
+        return;
+    };
+    let text = config(&hsm, "[\"EdDSA\"]");
+    let mut env = hsm.env();
+    env.push(("SIGNET_ADMIN_TOKENS", TOKENS.to_owned()));
+    env.push(("SIGNET_STORE_KIND", "postgres".to_owned()));
+    env.push(("SIGNET_DATABASE_URL", url.clone()));
+    env.push(("SIGNET_ISSUER", "https://auth.example.test".to_owned()));
+
+    let mut holder = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // The schema first (a replica creates it at connect), then the lock.
+    signet::storage::PostgresStore::connect(&url, "test").unwrap();
+    holder
+        .batch_execute(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('signet keyring access_token', 0))",
+        )
+        .unwrap();
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            let (home, env) = (Home::new(&text), env.clone());
+            std::thread::spawn(move || {
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                (ServeProcess::start(&home, &env), home)
+            })
+        })
+        .collect();
+    let mut watcher = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let waiting = tokio::time::Instant::now();
+    let waiters = |watcher: &mut postgres::Client| -> i64 {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'signet %' AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    while waiters(&mut watcher) < 2 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "both replicas should wait for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Each made the active key and its successor before the lock.
+    assert_eq!(
+        hsm.private_keys().len(),
+        4,
+        "both replicas make their keys before they wait"
+    );
+
+    holder.batch_execute("COMMIT").unwrap();
+    let started: Vec<_> = replicas.into_iter().map(|r| r.join().unwrap()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = client();
+    let keys = rt.block_on(keys(&http, &started[0].0));
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k["purpose"] == "access_token")
+            .count(),
+        2,
+        "one active key and one successor: {keys:?}"
+    );
+    assert_eq!(hsm.labels(), expected_labels(&keys, &hsm.label));
+    let discarded = started
+        .iter()
+        .flat_map(|(s, _)| s.log.lock().unwrap().clone())
+        .filter(|l| {
+            l.contains("no longer needed it is discarded") && l.contains("\"access_token\"")
+        })
+        .count();
+    assert_eq!(discarded, 2, "the replica that lost discards both its keys");
+}

@@ -127,6 +127,16 @@ fn requests_that_touch_the_store_answer_while_a_keyring_change_waits_for_the_loc
             "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('signet keyring magic_link', 0))",
         )
         .unwrap();
+    let created = |serve: &ServeProcess| {
+        serve
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("\"key created\"") && l.contains("\"magic_link\""))
+            .count()
+    };
+    let created_before = created(&serve);
     // This replica's forced rotation of magic_link waits for it.
     let rotation = {
         let http = http.clone();
@@ -150,6 +160,13 @@ fn requests_that_touch_the_store_answer_while_a_keyring_change_waits_for_the_loc
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+
+    // The new key was made before the lock was asked for.
+    assert_eq!(
+        created(&serve),
+        created_before + 1,
+        "the successor is made before the change waits for the lock"
+    );
 
     // Meanwhile the store's other users on that replica are not held up.
     let timed = |path: &'static str, body: Value| {

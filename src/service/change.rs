@@ -1,17 +1,11 @@
 //! Changing keyrings: scheduled ticks, manual rotation, revocation and
 //! master-key re-encryption, each under the store's lock.
 
+use super::premade::{Premade, keep_creates, random_id};
 use super::token_objects::{dropped_objects, holds};
 use super::{KeyInfo, KeyService, ServiceError};
 use crate::clock::UnixTime;
-use crate::crypto::rand::{SecureRandom, SystemRandom};
-
-use crate::config::SignerKind;
-use crate::keys::jwk::b64;
-use crate::keys::{
-    Algorithm, KeyError, Keyring, NewKey, Plan, Policy, PrivateHalf, Refusal, SigningKey, Step,
-    generate,
-};
+use crate::keys::{Algorithm, Keyring, Plan, Policy, Refusal, Step};
 use crate::storage::StoreError;
 
 impl KeyService {
@@ -184,17 +178,34 @@ impl KeyService {
         op: impl Fn(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
         make_keys: bool,
     ) -> Result<bool, ServiceError> {
-        let keep = |mut plan: Plan| {
-            if !make_keys {
-                plan.steps.retain(|s| !matches!(s, Step::Create { .. }));
-            }
-            plan
-        };
         let policies = purposes
             .iter()
             .map(|p| self.policy(p))
             .collect::<Result<Vec<_>, _>>()?;
         let now = self.now();
+        // The keys are made before the lock (`premade.rs`).
+        let mut premade = if make_keys {
+            self.premake(purposes, &policies, &op, now)
+        } else {
+            Premade::default()
+        };
+        let result = self.change_under_lock(purposes, policies, &op, now, make_keys, &mut premade);
+        self.discard(premade);
+        result
+    }
+
+    /// The plan, made again under the lock, and its commit; new keys are
+    /// taken from `premade` where it has them.
+    fn change_under_lock(
+        &self,
+        purposes: &[&str],
+        policies: Vec<Policy>,
+        op: &impl Fn(&Keyring, UnixTime, &Policy) -> Result<Plan, Refusal>,
+        now: UnixTime,
+        make_keys: bool,
+        premade: &mut Premade,
+    ) -> Result<bool, ServiceError> {
+        let keep = |plan: Plan| keep_creates(plan, make_keys);
         let txn = self.store.lock(purposes)?;
         // Keys made in the token by this change: destroyed again if it is
         // refused before its commit (a refused rotation must not leave
@@ -207,18 +218,17 @@ impl KeyService {
             let mut log = Vec::new();
             let mut dropped = Vec::new();
             for (&purpose, policy) in purposes.iter().zip(policies) {
-                let rsa_bits = self
-                    .config
-                    .purposes
-                    .get(purpose)
-                    .map_or(2048, |p| p.rsa_bits);
+                let rsa_bits = self.rsa_bits(purpose);
                 let stored = txn.current(purpose);
                 if let Some(stored) = stored {
                     self.check_stored(stored)?;
                 }
                 let mut ring = stored.cloned().unwrap_or_else(|| Keyring::new(purpose));
                 let mut make = |alg: Algorithm| {
-                    let key = self.make_key(purpose, alg, rsa_bits)?;
+                    let key = match premade.take(purpose, alg) {
+                        Some(key) => key,
+                        None => self.make_key(purpose, alg, rsa_bits)?,
+                    };
                     if let Some(object) = key.private.token() {
                         created.push((purpose.to_owned(), key.jwk.kid.clone(), object.clone()));
                     }
@@ -303,39 +313,6 @@ impl KeyService {
         self.master.authenticate(ring)?;
         Ok(())
     }
-
-    fn make_key(
-        &self,
-        purpose: &str,
-        alg: Algorithm,
-        rsa_bits: u32,
-    ) -> Result<NewKey, ServiceError> {
-        let in_token = self
-            .config
-            .purposes
-            .get(purpose)
-            .is_some_and(|p| p.signer == SignerKind::Pkcs11);
-        if in_token {
-            return self.make_token_key(purpose, alg, rsa_bits);
-        }
-        let pkcs8 = generate(alg, rsa_bits)?;
-        let key = SigningKey::from_pkcs8(alg, &pkcs8)?;
-        let sealed = self.master.seal(purpose, key.kid(), &pkcs8)?;
-        tracing::info!(purpose, kid = key.kid(), %alg, "key created");
-        Ok(NewKey {
-            jwk: key.public_jwk().clone(),
-            private: PrivateHalf::Sealed(sealed),
-        })
-    }
-}
-
-/// 128 random bits, base64url.
-fn random_id() -> Result<String, KeyError> {
-    let mut bytes = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| KeyError::Random)?;
-    Ok(b64(&bytes))
 }
 
 fn log_step(purpose: &str, step: &Step, generation: u64) {

@@ -12,6 +12,7 @@
 mod change;
 mod legacy;
 mod master;
+mod premade;
 mod refresh;
 mod signer;
 mod snapshot;
