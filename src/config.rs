@@ -104,6 +104,11 @@ pub struct StoreConfig {
     /// (`postgres` only). Off behind a proxy that cannot LISTEN (PgBouncer in
     /// transaction mode): changes then arrive within `poll_interval`.
     pub listen: bool,
+    /// This replica's own record of the newest keyring generation it has
+    /// served, per purpose (a small file authenticated under the master
+    /// key): after a restart it refuses an older keyring than it served,
+    /// whatever the store says. Unset: kept in memory only.
+    pub state_file: Option<PathBuf>,
     /// `SIGNET_DATABASE_URL`, for `postgres`: a secret, never serialised,
     /// logged or shown.
     #[serde(skip)]
@@ -118,6 +123,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("poll_interval", &self.poll_interval)
             .field("clock_skew", &self.clock_skew)
             .field("listen", &self.listen)
+            .field("state_file", &self.state_file)
             .field(
                 "database_url",
                 &self.database_url.as_ref().map(|_| "<redacted>"),

@@ -15,6 +15,7 @@ mod hsm;
 mod interop;
 mod legacy;
 mod pg_fleet;
+mod pg_rollback;
 mod pg_store;
 mod properties;
 mod replicas;

@@ -13,7 +13,7 @@ mod serve;
 mod store;
 
 use open::replica_id;
-pub use open::{open, open_read_only};
+pub use open::{open, open_as, open_read_only};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +70,15 @@ pub enum Command {
 /// `signet store ...`
 #[derive(Subcommand, Debug)]
 pub enum StoreCommand {
+    /// Create or migrate the PostgreSQL schema (SIGNET_DATABASE_URL) as the
+    /// tables' owner, and grant the role signet serves as what it needs.
+    Migrate {
+        /// The role `signet serve` connects as: granted SELECT, INSERT and
+        /// UPDATE on the keyrings, SELECT and INSERT on the history, SELECT,
+        /// INSERT and DELETE on the token ids; nothing else.
+        #[arg(long, value_name = "ROLE")]
+        grant: Option<String>,
+    },
     /// Copy every configured purpose's keyring, sealed and checked, from one
     /// store to another: a keys directory, or `database` (SIGNET_DATABASE_URL).
     Copy {

@@ -12,10 +12,12 @@ use crate::storage::{FileStore, KeyStore, PostgresStore};
 /// Opens the configured store to read it, creating nothing (no `keys/`, no
 /// `master.key`): `None` when it holds no keyring yet.
 pub fn open_read_only(
-    config: Config,
+    mut config: Config,
     env: &dyn Fn(&str) -> Option<String>,
     clock: Arc<dyn Clock>,
 ) -> Result<Option<KeyService>, CliError> {
+    // store.state_file is the server's own (it writes it as it serves).
+    config.store.state_file = None;
     if let Some(url) = &config.store.database_url {
         // Nothing is created: a read-only role may list keys.
         let master = database_master(env)?;
@@ -52,6 +54,20 @@ pub fn open(
     env: &dyn Fn(&str) -> Option<String>,
     clock: Arc<dyn Clock>,
 ) -> Result<KeyService, CliError> {
+    open_as(config, env, clock, false)
+}
+
+/// [`open`], for `serve` when `server` is true: only a server reads and
+/// writes `store.state_file`, its own record of the generations it served.
+pub fn open_as(
+    mut config: Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    clock: Arc<dyn Clock>,
+    server: bool,
+) -> Result<KeyService, CliError> {
+    if !server {
+        config.store.state_file = None;
+    }
     let master_env = env("SIGNET_MASTER_KEYS");
     let (store, master): (Arc<dyn KeyStore>, MasterKeys) = match &config.store.database_url {
         Some(url) => {

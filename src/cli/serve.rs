@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{CliError, open};
+use super::{CliError, open_as};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::AppState;
@@ -35,7 +35,7 @@ pub(super) fn run(
         config.set_public_addr(public);
         config.server.admin_addr = admin;
     }
-    let service = open(config, env, clock)?;
+    let service = open_as(config, env, clock, true)?;
     check_token(&service);
     // Bootstrap or catch up before serving, so /readyz is true from the start.
     // A purpose that fails is logged and reported by /readyz; the others serve.

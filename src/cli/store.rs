@@ -1,5 +1,6 @@
 //! `signet store copy`: moving keyrings between the file store and
-//! PostgreSQL, as an installation moves to replicas.
+//! PostgreSQL, as an installation moves to replicas; `signet store
+//! migrate`: the PostgreSQL schema, made by its owner.
 
 use std::sync::Arc;
 
@@ -25,12 +26,28 @@ fn open_store(
     }
 }
 
+/// `signet store migrate [--grant ROLE]`.
+fn migrate(grant: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CliError> {
+    let url = env("SIGNET_DATABASE_URL").ok_or_else(|| {
+        CliError::Usage("store migrate needs SIGNET_DATABASE_URL, as the tables' owner".into())
+    })?;
+    PostgresStore::migrate(&url, grant)?;
+    match grant {
+        Some(role) => println!("schema ready; {role} may serve"),
+        None => println!("schema ready"),
+    }
+    Ok(())
+}
+
 pub(super) fn run(
     cmd: StoreCommand,
     config: &Config,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), CliError> {
-    let StoreCommand::Copy { from, to, force } = cmd;
+    let (from, to, force) = match cmd {
+        StoreCommand::Copy { from, to, force } => (from, to, force),
+        StoreCommand::Migrate { grant } => return migrate(grant.as_deref(), env),
+    };
     if from == to {
         return Err(CliError::Usage(
             "--from and --to name the same store".into(),

@@ -66,6 +66,7 @@ pub(super) struct FileStore {
     pub(super) poll_interval: Option<String>,
     pub(super) clock_skew: Option<String>,
     pub(super) listen: Option<bool>,
+    pub(super) state_file: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -223,7 +223,12 @@ impl Layers<'_> {
                 }
             },
         };
+        let state_file = match (self.env)("SIGNET_STORE_STATE_FILE").or(file.state_file) {
+            Some(p) if p.is_empty() => None,
+            p => p.map(PathBuf::from),
+        };
         Ok(StoreConfig {
+            state_file,
             kind,
             path: PathBuf::from(path),
             poll_interval,

@@ -222,6 +222,18 @@ impl KeyService {
                 let stored = txn.current(purpose);
                 if let Some(stored) = stored {
                     self.check_stored(stored)?;
+                    // Rule 16: never carry an older copy forward.
+                    if let Some(served) = self.high_water.newer_than(stored) {
+                        return Err(StoreError::Corrupt {
+                            location: self.store.describe(),
+                            reason: super::refresh::older_than_served(
+                                &self.store.describe(),
+                                stored,
+                                served,
+                            ),
+                        }
+                        .into());
+                    }
                 }
                 let mut ring = stored.cloned().unwrap_or_else(|| Keyring::new(purpose));
                 let mut make = |alg: Algorithm| {

@@ -10,6 +10,7 @@
 //! working (rule 10).
 
 mod change;
+mod high_water;
 mod legacy;
 mod master;
 mod premade;
@@ -134,6 +135,8 @@ pub struct KeyService {
     token_reads: std::sync::atomic::AtomicU64,
     /// When token ids were last pruned (seconds; 0: never).
     last_prune: std::sync::atomic::AtomicU64,
+    /// The newest generation of each keyring served (rule 16).
+    high_water: high_water::HighWater,
 }
 
 impl KeyService {
@@ -148,7 +151,9 @@ impl KeyService {
         clock: Arc<dyn Clock>,
     ) -> Result<KeyService, ServiceError> {
         let token = open_token(&config)?;
+        let high_water = high_water::HighWater::open(config.store.state_file.as_deref(), &master)?;
         let service = KeyService {
+            high_water,
             config,
             store,
             master,

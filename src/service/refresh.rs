@@ -106,6 +106,13 @@ impl KeyService {
         }
         self.snapshot
             .rcu(|snap| snap.merged(&updates, tokens.as_ref()));
+        self.high_water.raise(
+            &self.master,
+            updates
+                .iter()
+                .filter(|(_, view)| view.fault.is_none())
+                .map(|(_, view)| &view.keyring),
+        );
         true
     }
 
@@ -152,6 +159,13 @@ impl KeyService {
             }
             None => Keyring::new(purpose),
         };
+        if let Some(served) = self.high_water.newer_than(&ring) {
+            return Err(StoreFault {
+                blocks_readiness: true,
+                summary: "the store's keyring is older than the one served",
+                detail: older_than_served(&self.store.describe(), &ring, served),
+            });
+        }
         if let Some(prev) = previous {
             // Another identity is another keyring (moved aside, started
             // again): it replaces the one served whatever its generation.
@@ -341,6 +355,14 @@ fn token_failure(token: &super::TokenRef) -> Option<String> {
 #[cfg(not(feature = "pkcs11"))]
 fn token_failure(token: &super::TokenRef) -> Option<String> {
     match *token {}
+}
+
+/// Why a keyring older than one served is refused (rule 16).
+pub(super) fn older_than_served(store: &str, ring: &Keyring, served: u64) -> String {
+    format!(
+        "the {} keyring in the {store} is at generation {}, older than generation {served} this replica served (put back to an earlier copy, which may hold a key revoked since): signet refuses it; restore generation {served}, or, if the rollback is intended, move the keyring aside to start a new one",
+        ring.purpose, ring.generation
+    )
 }
 
 /// How a store error shows in a purpose's view: an unreachable database

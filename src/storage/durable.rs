@@ -50,3 +50,39 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
             source,
         })
 }
+
+/// Replaces `path` with `bytes`, mode 0600, so that a crash at any instant
+/// leaves the old file or the new one: a temporary file beside it is
+/// written and fsynced, renamed over it, and the directory fsynced.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |action: &'static str, p: &Path| {
+        let p = p.to_owned();
+        move |source| StoreError::Io {
+            action,
+            path: p,
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
+    f.write_all(bytes).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("fsync", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+    sync_dir(dir)
+}

@@ -255,8 +255,34 @@ impl MasterKeys {
     /// change, generation included.
     pub fn authenticate(&self, keyring: &mut Keyring) -> Result<(), StoreError> {
         keyring.mac.clear();
-        let input = mac_input(keyring)?;
-        keyring.mac = self
+        keyring.mac = self.tag_all(KEYRING_DOMAIN, &mac_input(keyring)?)?;
+        Ok(())
+    }
+
+    /// Checks `keyring.mac`: a tag under a configured master key must verify.
+    pub fn check(&self, keyring: &Keyring) -> Result<(), StoreError> {
+        let unsigned = Keyring {
+            mac: Vec::new(),
+            ..keyring.clone()
+        };
+        self.verify_any(KEYRING_DOMAIN, &mac_input(&unsigned)?, &keyring.mac)
+            .map_err(|reason| StoreError::Unauthenticated {
+                purpose: keyring.purpose.clone(),
+                reason: match reason {
+                    TagFailure::Missing => "it carries no authentication (written by an earlier signet, or stripped): check its keys with `signet keys list`, then run `signet keys authenticate`".into(),
+                    TagFailure::Altered => "it was altered outside signet (a key added or changed, a revocation cleared, a timestamp moved)".into(),
+                    other => other.to_string(),
+                },
+            })
+    }
+
+    /// Tags of `data` under every configured master key, for a document of
+    /// kind `domain` (a label no other kind shares), so that a process still
+    /// holding only an older key (in the middle of a master-key rotation)
+    /// can check them.
+    pub fn tag_all(&self, domain: &str, data: &[u8]) -> Result<Vec<KeyringMac>, StoreError> {
+        let input = domain_input(domain, data);
+        let tags: Vec<KeyringMac> = self
             .keys
             .iter()
             .map(|k| KeyringMac {
@@ -264,43 +290,33 @@ impl MasterKeys {
                 tag: b64(hmac::sign(&k.mac, &input).as_ref()),
             })
             .collect();
-        if keyring.mac.is_empty() {
+        if tags.is_empty() {
             return Err(master_err("no master key configured"));
         }
-        Ok(())
+        Ok(tags)
     }
 
-    /// Checks `keyring.mac`: a tag under a configured master key must verify.
-    pub fn check(&self, keyring: &Keyring) -> Result<(), StoreError> {
-        let fail = |reason: String| StoreError::Unauthenticated {
-            purpose: keyring.purpose.clone(),
-            reason,
-        };
-        if keyring.mac.is_empty() {
-            return Err(fail(
-                "it carries no authentication (written by an earlier signet, or stripped): check its keys with `signet keys list`, then run `signet keys authenticate`".into(),
-            ));
+    /// Checks tags made by [`tag_all`](Self::tag_all): the first under a
+    /// configured master key must verify.
+    pub fn verify_any(
+        &self,
+        domain: &str,
+        data: &[u8],
+        tags: &[KeyringMac],
+    ) -> Result<(), TagFailure> {
+        if tags.is_empty() {
+            return Err(TagFailure::Missing);
         }
-        let Some((master, mac)) = keyring
-            .mac
+        let Some((master, mac)) = tags
             .iter()
             .find_map(|m| self.keys.iter().find(|k| k.id == m.master).map(|k| (k, m)))
         else {
-            let ids: Vec<_> = keyring.mac.iter().map(|m| m.master.as_str()).collect();
-            return Err(fail(format!(
-                "it was authenticated with master key(s) {}, none of which is configured; add the newest to SIGNET_MASTER_KEYS",
-                ids.join(", ")
-            )));
+            let ids: Vec<_> = tags.iter().map(|m| m.master.as_str()).collect();
+            return Err(TagFailure::UnknownMaster(ids.join(", ")));
         };
-        let tag = b64_decode(&mac.tag)
-            .ok_or_else(|| fail("its authentication tag is not base64url".into()))?;
-        let unsigned = Keyring {
-            mac: Vec::new(),
-            ..keyring.clone()
-        };
-        hmac::verify(&master.mac, &mac_input(&unsigned)?, &tag).map_err(|_| {
-            fail("it was altered outside signet (a key added or changed, a revocation cleared, a timestamp moved)".into())
-        })
+        let tag = b64_decode(&mac.tag).ok_or(TagFailure::Malformed)?;
+        hmac::verify(&master.mac, &domain_input(domain, data), &tag)
+            .map_err(|_| TagFailure::Altered)
     }
 
     /// Whether `keyring` is authenticated under exactly the configured master keys.
@@ -314,12 +330,40 @@ impl MasterKeys {
     }
 }
 
-/// What a keyring's tag covers: a domain label and the whole document.
+/// Why tags made by [`MasterKeys::tag_all`] do not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TagFailure {
+    /// There are none.
+    #[error("it carries no authentication")]
+    Missing,
+    /// None is under a configured master key (their ids, comma-separated).
+    #[error(
+        "it was authenticated with master key(s) {0}, none of which is configured; add the newest to SIGNET_MASTER_KEYS"
+    )]
+    UnknownMaster(String),
+    /// A tag is not base64url.
+    #[error("its authentication tag is not base64url")]
+    Malformed,
+    /// The tag does not match the data.
+    #[error("it was altered outside signet")]
+    Altered,
+}
+
+/// The domain label of keyring documents. The label `signet/v1 keyring`
+/// followed by NUL is what keyrings have always been tagged with.
+const KEYRING_DOMAIN: &str = "keyring";
+
+/// What a tag covers: `signet/v1 <domain>`, a NUL, then the data.
+fn domain_input(domain: &str, data: &[u8]) -> Vec<u8> {
+    let mut input = format!("signet/v1 {domain}\0").into_bytes();
+    input.extend_from_slice(data);
+    input
+}
+
+/// A keyring's whole document, as its tag covers it.
 fn mac_input(keyring: &Keyring) -> Result<Vec<u8>, StoreError> {
-    let mut input = b"signet/v1 keyring\0".to_vec();
-    serde_json::to_writer(&mut input, keyring)
-        .map_err(|e| master_err(format!("cannot encode the keyring: {e}")))?;
-    Ok(input)
+    serde_json::to_vec(keyring).map_err(|e| master_err(format!("cannot encode the keyring: {e}")))
 }
 
 impl MasterKey {

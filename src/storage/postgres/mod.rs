@@ -61,6 +61,21 @@ impl PostgresStore {
         PostgresStore::open(target, replica)
     }
 
+    /// Creates or migrates the schema as the role of `url` (the tables'
+    /// owner), and grants `serving_role`, if given, what a server needs:
+    /// read and write the keyrings, append to the history, record and
+    /// prune token ids; not enough to rewrite the history.
+    pub fn migrate(url: &str, serving_role: Option<&str>) -> Result<(), StoreError> {
+        let target = Target::parse(url, "migrate")?;
+        let mut client = target
+            .connect()
+            .map_err(|e| db_err("connect to the database", e))?;
+        let done = schema::migrate(&mut client)
+            .and_then(|()| serving_role.map_or(Ok(()), |role| schema::grant(&mut client, role)));
+        conn::drop_off_runtime(Some(client));
+        done
+    }
+
     /// Connects to read, creating nothing: a role without CREATE may list
     /// keys. `None` when signet's tables do not exist yet (no keyring was
     /// ever written). A schema of another version is refused, naming the
