@@ -6,6 +6,7 @@
 //! the snapshot. The periodic check also picks up changes other processes made
 //! and retries after a failure; the server keeps serving the keys it has.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -34,18 +35,31 @@ pub async fn run(state: Scheduled, mut stop: watch::Receiver<bool>) {
     };
     let mut every = tokio::time::interval(state.service.config().store.poll_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Another process's commit, as the store reports it: refresh at once.
-    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
-    let hint = changed.clone();
+    // Another process's commit, as the store reports it: refresh the
+    // purposes it names at once.
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let named: Arc<std::sync::Mutex<BTreeSet<String>>> = Arc::default();
     if state.service.config().store.listen {
-        state
-            .service
-            .watch(Box::new(move |_purpose: &str| hint.notify_one()));
+        let (hint, names) = (changed.clone(), named.clone());
+        state.service.watch(Box::new(move |purpose: &str| {
+            names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(purpose.to_owned());
+            hint.notify_one();
+        }));
     }
     loop {
         tokio::select! {
             _ = every.tick() => check(&state).await,
-            _ = changed.notified() => refresh(&state).await,
+            _ = changed.notified() => {
+                let purposes: Vec<String> = std::mem::take(
+                    &mut *named.lock().unwrap_or_else(|e| e.into_inner()),
+                )
+                .into_iter()
+                .collect();
+                refresh_only(&state, purposes).await;
+            }
             _ = stop.changed() => break,
         }
     }
@@ -119,6 +133,16 @@ async fn tick(state: &Scheduled, purpose: &str) {
 async fn refresh(state: &Scheduled) {
     let service = state.service.clone();
     match tokio::task::spawn_blocking(move || service.refresh()).await {
+        Ok(true) => tracing::debug!("snapshot rebuilt"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "reload task failed"),
+    }
+}
+
+/// [`refresh`] of the purposes a change notification named.
+async fn refresh_only(state: &Scheduled, purposes: Vec<String>) {
+    let service = state.service.clone();
+    match tokio::task::spawn_blocking(move || service.refresh_only(Some(&purposes))).await {
         Ok(true) => tracing::debug!("snapshot rebuilt"),
         Ok(false) => {}
         Err(e) => tracing::error!(error = %e, "reload task failed"),

@@ -17,6 +17,7 @@ mod legacy;
 mod pg_fleet;
 mod pg_rollback;
 mod pg_store;
+mod pg_work;
 mod properties;
 mod replicas;
 mod revocation;

@@ -58,10 +58,10 @@ impl KeyService {
             }
             None => self.config.purposes.keys().map(String::as_str).collect(),
         };
+        // The change serves what it committed: no reading it back.
         self.change(&purposes, |ring, now, policy| {
             ring.rotate(now, policy, force)
         })?;
-        self.refresh();
         Ok(self.keys_of(purpose))
     }
 
@@ -93,7 +93,6 @@ impl KeyService {
                     ring.revoke_legacy(kid, now, policy)
                 })?;
             }
-            self.refresh();
             return Ok(self.keys_of(Some(&legacy[0])));
         }
         let Some(purpose) = found else {
@@ -131,7 +130,6 @@ impl KeyService {
             }
             Err(e) => return Err(e),
         }
-        self.refresh();
         Ok(self.keys_of(Some(&purpose)))
     }
 
@@ -281,7 +279,9 @@ impl KeyService {
         if changed.is_empty() {
             return Ok(false);
         }
+        let committed = changed.clone();
         let generations = txn.commit(changed)?;
+        self.install(committed);
         for ((purpose, steps), generation) in log.into_iter().zip(generations) {
             for step in steps {
                 log_step(purpose, &step, generation);

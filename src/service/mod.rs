@@ -137,6 +137,9 @@ pub struct KeyService {
     last_prune: std::sync::atomic::AtomicU64,
     /// The newest generation of each keyring served (rule 16).
     high_water: high_water::HighWater,
+    /// The store's version of the revoked-token list as last listed
+    /// (`None`: the store has none, or not listed yet).
+    revoked_version: std::sync::Mutex<Option<String>>,
 }
 
 impl KeyService {
@@ -154,6 +157,7 @@ impl KeyService {
         let high_water = high_water::HighWater::open(config.store.state_file.as_deref(), &master)?;
         let service = KeyService {
             high_water,
+            revoked_version: std::sync::Mutex::new(None),
             config,
             store,
             master,

@@ -61,6 +61,14 @@ impl KeyService {
     /// or is of a lower keyring generation: a stale refresh never undoes a
     /// revocation.
     pub fn refresh(&self) -> bool {
+        self.refresh_only(None)
+    }
+
+    /// [`refresh`](Self::refresh) of the purposes in `only` (all when
+    /// `None`): a change notification names its purpose, and only that
+    /// keyring is looked at. The revoked-token list is looked at either way
+    /// (a revocation notifies with its token's purpose).
+    pub fn refresh_only(&self, only: Option<&[String]>) -> bool {
         let now = self.now();
         self.check_clock(now);
         // One cheap query for a shared store; the keyrings follow only where
@@ -70,6 +78,9 @@ impl KeyService {
         let current = self.snapshot.load_full();
         let mut updates = Vec::new();
         for (purpose, config) in &self.config.purposes {
+            if only.is_some_and(|only| !only.contains(purpose)) {
+                continue;
+            }
             let base = current.purposes.get(purpose);
             let previous = base.map(Arc::as_ref);
             let stored = match &generations {
@@ -90,17 +101,7 @@ impl KeyService {
         // Revoked tokens: the document changes when the list does. An
         // unreadable list keeps the last one (the keyrings' loads report an
         // unreachable store).
-        let read = 1 + self
-            .token_reads
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let tokens = match self.store.tokens(TokenList::Revoked) {
-            Ok(list) if *list != **current.revoked_tokens => Some((read, Arc::new(list))),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot list revoked tokens; keeping the last list");
-                None
-            }
-        };
+        let tokens = self.revoked_tokens(&current);
         if updates.is_empty() && tokens.is_none() {
             return false;
         }
@@ -114,6 +115,62 @@ impl KeyService {
                 .map(|(_, view)| &view.keyring),
         );
         true
+    }
+
+    /// The revoked-token list, numbered by read, if it changed since
+    /// `current`'s. A store that can tell whether the list changed (a
+    /// version) is asked that first, so an idle poll lists nothing.
+    fn revoked_tokens(
+        &self,
+        current: &Snapshot,
+    ) -> Option<(u64, Arc<Vec<crate::storage::TokenEntry>>)> {
+        use std::sync::atomic::Ordering;
+        let version = match self.store.tokens_version(TokenList::Revoked) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the revoked tokens' version; keeping the last list");
+                return None;
+            }
+        };
+        let mut listed = self
+            .revoked_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if version.is_some() && *listed == version {
+            return None;
+        }
+        let read = 1 + self.token_reads.fetch_add(1, Ordering::SeqCst);
+        match self.store.tokens(TokenList::Revoked) {
+            Ok(list) => {
+                *listed = version;
+                (*list != **current.revoked_tokens).then(|| (read, Arc::new(list)))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list revoked tokens; keeping the last list");
+                None
+            }
+        }
+    }
+
+    /// Serves keyrings this process has just committed, without reading
+    /// them back from the store. A view is replaced only by one of a later
+    /// version (rule 11), so a concurrent refresh that read older rows
+    /// cannot undo them, nor they a newer view.
+    pub(super) fn install(&self, committed: Vec<Keyring>) {
+        let now = self.now();
+        let current = self.snapshot.load_full();
+        let updates: Vec<_> = committed
+            .into_iter()
+            .filter_map(|ring| {
+                let config = self.config.purposes.get(&ring.purpose)?;
+                let base = current.purposes.get(&ring.purpose);
+                let view = self.build(config, ring, now, base.map(Arc::as_ref));
+                Some((base.cloned(), Arc::new(view)))
+            })
+            .collect();
+        self.snapshot.rcu(|snap| snap.merged(&updates, None));
+        self.high_water
+            .raise(&self.master, updates.iter().map(|(_, view)| &view.keyring));
     }
 
     /// A new view of `purpose` if its keyring changed or a key changed state

@@ -122,6 +122,14 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// Whether the entry is recorded in `list`.
     fn token_recorded(&self, list: TokenList, entry: &TokenEntry) -> Result<bool, StoreError>;
 
+    /// A value that changes whenever `list` does, if this store can tell
+    /// more cheaply than listing it: a poll then lists it only when it
+    /// moved. `None`: list it on each poll (the file store's are local).
+    fn tokens_version(&self, list: TokenList) -> Result<Option<String>, StoreError> {
+        let _ = list;
+        Ok(None)
+    }
+
     /// Every entry of `list`.
     fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError>;
 

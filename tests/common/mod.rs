@@ -115,6 +115,12 @@ macro_rules! delegate_token_lists {
         ) -> Result<Vec<signet::storage::TokenEntry>, signet::storage::StoreError> {
             self.$inner.tokens(list)
         }
+        fn tokens_version(
+            &self,
+            list: signet::storage::TokenList,
+        ) -> Result<Option<String>, signet::storage::StoreError> {
+            self.$inner.tokens_version(list)
+        }
         fn prune_tokens(
             &self,
             before: signet::clock::UnixTime,

@@ -114,6 +114,7 @@ pub(super) struct Conn {
     pub(super) clock: Statement,
     pub(super) generations: Statement,
     pub(super) tokens: Statement,
+    pub(super) tokens_version: Statement,
     pub(super) record: Statement,
     pub(super) recorded: Statement,
 }
@@ -130,6 +131,9 @@ impl Conn {
         let tokens = client.prepare(
             "SELECT purpose, jti, exp FROM signet_tokens WHERE list = $1 ORDER BY purpose, jti",
         )?;
+        let tokens_version = client.prepare(
+            "SELECT count(*)::text || ':' || coalesce(max(seq), 0)::text FROM signet_tokens WHERE list = $1",
+        )?;
         let record = client.prepare(
             "INSERT INTO signet_tokens (list, purpose, jti, exp) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )?;
@@ -141,6 +145,7 @@ impl Conn {
             clock,
             generations,
             tokens,
+            tokens_version,
             record,
             recorded,
         })

@@ -187,6 +187,16 @@ impl KeyStore for PostgresStore {
         tokens::recorded(&mut *self.lists.get()?, list, entry)
     }
 
+    fn tokens_version(&self, list: TokenList) -> Result<Option<String>, StoreError> {
+        let mut conn = self.reader.get()?;
+        let statement = conn.tokens_version.clone();
+        let row = conn
+            .client
+            .query_one(&statement, &[&list.as_str()])
+            .map_err(|e| db_err("read the token lists' version", e))?;
+        Ok(Some(row.get(0)))
+    }
+
     fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError> {
         tokens::entries(&mut *self.reader.get()?, list)
     }

@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS signet_keyring_history (
     committed_by text NOT NULL,
     PRIMARY KEY (purpose, generation)
 );
+-- Numbers every token id as it is recorded: with the count, a poll tells
+-- whether a list changed without reading it.
+ALTER TABLE signet_tokens ADD COLUMN IF NOT EXISTS seq bigserial;
 CREATE OR REPLACE FUNCTION signet_history_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -73,6 +76,7 @@ GRANT SELECT ON signet_schema TO {role};
 GRANT SELECT, INSERT, UPDATE ON signet_keyrings TO {role};
 GRANT SELECT, INSERT ON signet_keyring_history TO {role};
 GRANT SELECT, INSERT, DELETE ON signet_tokens TO {role};
+GRANT USAGE ON SEQUENCE signet_tokens_seq_seq TO {role};
 ";
 
 /// Creates what is missing and records this signet's version, unless the
@@ -97,7 +101,8 @@ pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
             Some(SCHEMA_VERSION) => {}
             Some(v) if v > SCHEMA_VERSION => return Ok(Err(newer(v))),
             // New, or older: the batch above created what was missing
-            // (version 2 added signet_tokens, 3 the history's trigger).
+            // (version 2 added signet_tokens, 3 the history's trigger and the
+            // token ids' numbers).
             _ => {
                 client.execute(
                     "INSERT INTO signet_schema (version) VALUES ($1)",
