@@ -210,3 +210,169 @@ fn requests_that_touch_the_store_answer_while_a_keyring_change_waits_for_the_loc
     assert_eq!(rt.block_on(rotation).unwrap(), 200);
     no_panic(&serve.stop());
 }
+
+async fn get(http: &reqwest::Client, at: std::net::SocketAddr, path: &str) -> reqwest::Response {
+    http.get(format!("http://{at}{path}")).send().await.unwrap()
+}
+
+/// The body and ETag of a public document.
+async fn document(http: &reqwest::Client, serve: &ServeProcess, path: &str) -> (Vec<u8>, String) {
+    let r = get(http, serve.public, path).await;
+    assert_eq!(r.status(), 200, "{path}");
+    let etag = r
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (r.bytes().await.unwrap().to_vec(), etag)
+}
+
+/// A write that needs the store answers 503 problem+json with Retry-After.
+fn unavailable(r: &reqwest::Response, what: &str) {
+    assert_eq!(r.status(), 503, "{what}");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/problem+json",
+        "{what}"
+    );
+    assert!(r.headers().contains_key("retry-after"), "{what}");
+}
+
+#[test]
+fn a_replica_serves_through_a_database_outage_and_catches_up_after_a_restart() {
+    let Some(own) = pg::OwnCluster::start() else {
+        return;
+    };
+    let url = own.database("outage");
+    let homes = [Home::new(CONFIG), Home::new(CONFIG)];
+    let mut env = replica_env(&url);
+    env.push(("SIGNET_STORE_POLL_INTERVAL", "1s"));
+    let a = ServeProcess::start(&homes[0], &env);
+    let b = ServeProcess::start(&homes[1], &env);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = client();
+    rt.block_on(async {
+        let jwks = document(&http, &a, "/.well-known/jwks.json").await;
+        let discovery = document(&http, &a, "/.well-known/openid-configuration").await;
+        let access = sign(&http, &a, "access_token").await;
+        let magic = sign(&http, &a, "magic_link").await;
+
+        own.stop();
+        let outage = Instant::now();
+        let mut rounds = 0;
+        while outage.elapsed() < Duration::from_secs(20) {
+            // Served from memory: the same bytes and ETag.
+            assert_eq!(document(&http, &a, "/.well-known/jwks.json").await, jwks);
+            assert_eq!(
+                document(&http, &a, "/.well-known/openid-configuration").await,
+                discovery
+            );
+            let verified = post(
+                &http,
+                &a,
+                "/v1/verify",
+                SIGNER,
+                json!({"purpose": "access_token", "token": access}),
+            )
+            .await;
+            assert_eq!(verified.status(), 200);
+            let signed = post(
+                &http,
+                &a,
+                "/v1/tokens",
+                SIGNER,
+                json!({"purpose": "access_token"}),
+            )
+            .await;
+            assert_eq!(signed.status(), 200, "signing goes on from memory");
+            // What must write answers 503 at once, saying when to retry.
+            let asked = Instant::now();
+            let consumed = post(
+                &http,
+                &a,
+                "/v1/tokens/consume",
+                SIGNER,
+                json!({"purpose": "magic_link", "token": magic}),
+            )
+            .await;
+            unavailable(&consumed, "consume");
+            let revoked = post(
+                &http,
+                &a,
+                "/v1/tokens/revoke",
+                SIGNER,
+                json!({"purpose": "access_token", "token": access}),
+            )
+            .await;
+            unavailable(&revoked, "token revocation");
+            assert!(
+                asked.elapsed() < Duration::from_secs(6),
+                "refusals waited {:?}",
+                asked.elapsed()
+            );
+            let ready = get(&http, a.public, "/readyz").await;
+            assert_eq!(
+                ready.status(),
+                200,
+                "an outage leaves replicas in the load balancer"
+            );
+            let body: Value = ready.json().await.unwrap();
+            // Reported from the first poll after the stop (1 s).
+            if outage.elapsed() > Duration::from_secs(3) {
+                assert_eq!(body["status"], "degraded", "{body}");
+            }
+            rounds += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(rounds >= 10);
+
+        // The database comes back: both replicas reconnect by themselves.
+        own.start_again();
+        for r in [&a, &b] {
+            let back = Instant::now();
+            loop {
+                let body: Value = get(&http, r.public, "/readyz").await.json().await.unwrap();
+                if body["status"] == "ready" {
+                    break;
+                }
+                assert!(back.elapsed() < Duration::from_secs(15), "{body}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let consumed = post(
+            &http,
+            &a,
+            "/v1/tokens/consume",
+            SIGNER,
+            json!({"purpose": "magic_link", "token": magic}),
+        )
+        .await;
+        assert_eq!(consumed.status(), 200);
+        // A rotation on b after the restart reaches a within poll_interval
+        // (LISTEN reconnected, or the next poll).
+        let rotated = post(
+            &http,
+            &b,
+            "/v1/keys/access_token/rotate",
+            ADMIN,
+            json!({"force": true}),
+        )
+        .await;
+        assert_eq!(rotated.status(), 200);
+        let wanted = document(&http, &b, "/.well-known/jwks.json").await.0;
+        let changed = Instant::now();
+        while document(&http, &a, "/.well-known/jwks.json").await.0 != wanted {
+            assert!(
+                changed.elapsed() < Duration::from_secs(2),
+                "the rotation did not reach the other replica within poll_interval + 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!(
+            "pg_fleet: after the restart a rotation reached the other replica in {} ms",
+            changed.elapsed().as_millis()
+        );
+    });
+    no_panic(&a.stop());
+    no_panic(&b.stop());
+}

@@ -167,6 +167,12 @@ impl IntoResponse for ApiError {
             ApiError::Busy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            // The store (or the HSM) is away: a database connection is
+            // tried again at least every 5 s.
+            ApiError::Unavailable(_)
+            | ApiError::InvalidToken(VerifyError::RevocationsUnavailable(_)) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
             _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {

@@ -46,10 +46,15 @@ fn as_postgres(cmd: &str) -> Command {
 }
 
 fn start() -> Result<Cluster, String> {
+    let base = PathBuf::from(format!("/tmp/signet-pg-{}", std::process::id()));
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    start_at(base, port)
+}
+
+fn start_at(base: PathBuf, port: u16) -> Result<Cluster, String> {
     if Command::new("initdb").arg("--version").output().is_err() {
         return Err("PostgreSQL is not installed (initdb not on PATH): `apt-get install postgresql`, or run .ci/run".into());
     }
-    let base = PathBuf::from(format!("/tmp/signet-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
     if is_root() {
@@ -62,7 +67,6 @@ fn start() -> Result<Cluster, String> {
         }
     }
     let data = base.join("data");
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
     let init = as_postgres(&format!(
         "initdb -D {} -U postgres --auth=trust --no-sync >{}/initdb.log 2>&1",
         data.display(),
@@ -196,5 +200,71 @@ pub fn set_up(url: &str, up: bool) {
                 &[&db],
             )
             .unwrap();
+    }
+}
+
+static NEXT_OWN: AtomicU32 = AtomicU32::new(0);
+
+/// A cluster of one test's own, which it may stop and start (the shared
+/// one serves every other test). `None` as for [`database`].
+pub struct OwnCluster {
+    pub cluster: Cluster,
+}
+
+impl OwnCluster {
+    pub fn start() -> Option<OwnCluster> {
+        let n = NEXT_OWN.fetch_add(1, Ordering::SeqCst);
+        let base = PathBuf::from(format!("/tmp/signet-pg-{}-own{n}", std::process::id()));
+        let port = 40_000 + (std::process::id() % 20_000) as u16 + n as u16;
+        match start_at(base, port) {
+            Ok(cluster) => Some(OwnCluster { cluster }),
+            Err(e) => {
+                let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+                assert!(!ci, "{e}");
+                eprintln!("SKIPPED (PostgreSQL tests): {e}");
+                None
+            }
+        }
+    }
+
+    /// A new database in this cluster, and its URL.
+    pub fn database(&self, db: &str) -> String {
+        let mut admin =
+            postgres::Client::connect(&self.cluster.url("postgres"), postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
+        self.cluster.url(db)
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let base = self.cluster.socket_dir.display().to_string();
+        let status = as_postgres(&format!(
+            "pg_ctl -D {base}/data -l {base}/server.log -w -m fast -o \"-k {base} -p {port} -c listen_addresses='' -c fsync=off\" {action} >/dev/null",
+            port = self.cluster.port
+        ))
+        .status()
+        .unwrap();
+        assert!(status.success(), "pg_ctl {action} failed");
+    }
+
+    /// Stops the server (every connection is cut), as an outage would.
+    pub fn stop(&self) {
+        self.pg_ctl("stop");
+    }
+
+    /// Starts it again, on the same socket and port.
+    pub fn start_again(&self) {
+        self.pg_ctl("start");
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let base = self.cluster.socket_dir.display().to_string();
+        let _ = as_postgres(&format!(
+            "pg_ctl -D {base}/data -m immediate stop >/dev/null 2>&1"
+        ))
+        .status();
     }
 }

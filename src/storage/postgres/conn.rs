@@ -152,12 +152,16 @@ impl Conn {
     }
 }
 
-/// The connection of one role, and when to try again after a failure.
+/// The connection of one role; `opened`: whether one was ever opened.
 struct Held {
     conn: Option<Conn>,
-    /// When the next connection attempt may be made, and the wait after it.
-    retry: Option<(Instant, Duration)>,
+    opened: bool,
 }
+
+/// When the next connection attempt may be made, and the wait after it:
+/// shared by a store's roles, so the first to reach the database again
+/// lets the others through at once.
+pub(super) type Backoff = Arc<Mutex<Option<(Instant, Duration)>>>;
 
 /// One role's connection. A role's statements run one at a time, and no
 /// role waits behind another's: a keyring change holding the writer's
@@ -168,6 +172,7 @@ pub(super) struct Slot {
     role: &'static str,
     target: Arc<Target>,
     held: Mutex<Held>,
+    backoff: Backoff,
 }
 
 /// A role's connection, held until dropped.
@@ -189,14 +194,15 @@ impl std::ops::DerefMut for ConnGuard<'_> {
 
 impl Slot {
     /// A slot with no connection yet: the first use opens it.
-    pub(super) fn new(role: &'static str, target: Arc<Target>) -> Slot {
+    pub(super) fn new(role: &'static str, target: Arc<Target>, backoff: Backoff) -> Slot {
         Slot {
             role,
             target,
             held: Mutex::new(Held {
                 conn: None,
-                retry: None,
+                opened: false,
             }),
+            backoff,
         }
     }
 
@@ -209,8 +215,9 @@ impl Slot {
         if held.conn.as_ref().is_some_and(|c| !c.client.is_closed()) {
             return Ok(ConnGuard(held));
         }
-        let reconnect = held.conn.is_some() || held.retry.is_some();
-        if let Some((at, _)) = held.retry
+        let reconnect = held.opened;
+        let retry = *self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, _)) = retry
             && Instant::now() < at
         {
             return Err(StoreError::Database {
@@ -230,14 +237,14 @@ impl Slot {
                     tracing::info!(store = %self.target.describe, role = self.role, "reconnected to the database");
                 }
                 held.conn = Some(conn);
-                held.retry = None;
+                held.opened = true;
+                *self.backoff.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Ok(ConnGuard(held))
             }
             Err(e) => {
-                let wait = held
-                    .retry
-                    .map_or(FIRST_BACKOFF, |(_, w)| (w * 2).min(MAX_BACKOFF));
-                held.retry = Some((Instant::now() + wait, wait));
+                let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+                let wait = backoff.map_or(FIRST_BACKOFF, |(_, w)| (w * 2).min(MAX_BACKOFF));
+                *backoff = Some((Instant::now() + wait, wait));
                 Err(db_err(
                     if reconnect {
                         "reconnect to the database"

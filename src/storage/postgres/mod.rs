@@ -100,10 +100,12 @@ impl PostgresStore {
     /// be used is reported now); the other roles connect on first use.
     fn open(target: Target, replica: &str) -> Result<PostgresStore, StoreError> {
         let target = Arc::new(target);
+        let backoff = conn::Backoff::default();
+        let slot = |role| Slot::new(role, target.clone(), backoff.clone());
         let store = PostgresStore {
-            writer: Slot::new("writer", target.clone()),
-            reader: Slot::new("reader", target.clone()),
-            lists: Slot::new("token lists", target.clone()),
+            writer: slot("writer"),
+            reader: slot("reader"),
+            lists: slot("token lists"),
             target,
             replica: replica.to_owned(),
         };
