@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::Config;
 use crate::keys::{Algorithm, KeyState};
-use crate::service::{Snapshot, StoreErrors};
+use crate::service::{IgnoredEntries, Snapshot, StoreErrors};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -92,7 +92,7 @@ fn counters<const N: usize>(
 impl Metrics {
     /// Registers every metric and pre-creates the counters of `config`'s
     /// purposes; `store_errors` is the service's own count of store failures.
-    pub fn new(config: &Config, store_errors: StoreErrors) -> Metrics {
+    pub fn new(config: &Config, store_errors: StoreErrors, ignored: IgnoredEntries) -> Metrics {
         let mut registry = Registry::with_prefix("signet");
         let requests_f = Family::<Labels, Counter>::default();
         let signed_f = Family::<Labels, Counter>::default();
@@ -137,6 +137,11 @@ impl Metrics {
             "store_errors",
             "Failures to load, change or decrypt a purpose's keyring",
             store_errors,
+        );
+        registry.register(
+            "token_entries_ignored",
+            "Revoked-token entries not taken as the store holds them, by purpose and reason: unauthenticated (written without the master key: ignored), deleted (gone before their tokens expired: still refused)",
+            ignored,
         );
         let legacy = Family::<Labels, Counter>::default();
         registry.register(

@@ -273,3 +273,131 @@ fn a_state_file_altered_by_hand_is_refused_at_start() {
         crate::common::code(&listed).1
     );
 }
+
+fn signed(svc: &KeyService, purpose: &str) -> (String, String, u64) {
+    let t = svc
+        .sign(SignRequest {
+            purpose: purpose.into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let claims = svc.verify(purpose, &t.token).unwrap().claims;
+    (
+        t.token,
+        claims["jti"].as_str().unwrap().to_owned(),
+        claims["exp"].as_u64().unwrap(),
+    )
+}
+
+fn ignored(svc: &KeyService, purpose: &str, reason: &str) -> i64 {
+    svc.ignored_entries()
+        .get_or_create(&vec![
+            ("purpose", purpose.to_owned()),
+            ("reason", reason.to_owned()),
+        ])
+        .get()
+}
+
+#[test]
+fn token_entries_written_without_the_master_key_are_ignored_and_deleted_ones_stay_refused() {
+    use signet::keys::token::VerifyError;
+    let Some(url) = pg::database() else { return };
+    let home = Home::new(
+        "[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n[purposes.magic_link]\nalgorithms = [\"EdDSA\"]\n",
+    );
+    let clock = ManualClock::new(SystemClock.now());
+    let svc = service(
+        &home,
+        Arc::new(PostgresStore::connect(&url, "r").unwrap()),
+        &clock,
+    );
+    svc.tick().unwrap();
+    let mut writer = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let master_id = {
+        // A real entry's tag names the master key's id: the forger copies it.
+        let (token, _, _) = signed(&svc, "access_token");
+        svc.revoke_token("access_token", Some(&token), None)
+            .unwrap();
+        let tag: String = writer
+            .query_one("SELECT tag FROM signet_tokens WHERE list = 'revoked'", &[])
+            .unwrap()
+            .get(0);
+        tag.split(':').next().unwrap().to_owned()
+    };
+
+    // Rows inserted by hand: no tag, and a made-up tag under the real
+    // master key's id. Neither revokes the token it names.
+    let (victim, jti, exp) = signed(&svc, "access_token");
+    let (victim2, jti2, exp2) = signed(&svc, "access_token");
+    for (jti, exp, tag) in [
+        (&jti, exp, String::new()),
+        (
+            &jti2,
+            exp2,
+            format!("{master_id}:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ),
+    ] {
+        writer
+            .execute(
+                "INSERT INTO signet_tokens (list, purpose, jti, exp, tag) VALUES ('revoked', 'access_token', $1, $2, $3)",
+                &[jti, &(exp as i64), &tag],
+            )
+            .unwrap();
+    }
+    clock.advance(std::time::Duration::from_secs(1));
+    svc.refresh();
+    assert!(
+        svc.verify("access_token", &victim).is_ok(),
+        "a forged revocation took effect"
+    );
+    assert!(
+        svc.verify("access_token", &victim2).is_ok(),
+        "a forged revocation took effect"
+    );
+    assert!(!svc.snapshot().revoked_jtis.contains(&jti));
+    assert_eq!(ignored(&svc, "access_token", "unauthenticated"), 2);
+
+    // A real revocation, then its row deleted by hand: the replica that
+    // saw it keeps refusing the token until it expires.
+    let (revoked, _, _) = signed(&svc, "access_token");
+    svc.revoke_token("access_token", Some(&revoked), None)
+        .unwrap();
+    assert!(matches!(
+        svc.verify("access_token", &revoked),
+        Err(VerifyError::Revoked(_))
+    ));
+    writer
+        .batch_execute("DELETE FROM signet_tokens WHERE list = 'revoked' AND tag LIKE '%:%' AND tag NOT LIKE '%:AAAA%'")
+        .unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    svc.refresh();
+    assert!(matches!(
+        svc.verify("access_token", &revoked),
+        Err(VerifyError::Revoked(_))
+    ));
+    assert_eq!(ignored(&svc, "access_token", "deleted"), 2);
+    // What the README states a writer can still do: a replica started after
+    // the deletion never saw the revocation.
+    let fresh = service(
+        &home,
+        Arc::new(PostgresStore::connect(&url, "fresh").unwrap()),
+        &clock,
+    );
+    assert!(fresh.verify("access_token", &revoked).is_ok());
+
+    // A consumed entry inserted by hand refuses its single-use token (the
+    // safe direction): it is never taken as unconsumed.
+    let (link, link_jti, link_exp) = signed(&svc, "magic_link");
+    writer
+        .execute(
+            "INSERT INTO signet_tokens (list, purpose, jti, exp, tag) VALUES ('consumed', 'magic_link', $1, $2, '')",
+            &[&link_jti, &(link_exp as i64)],
+        )
+        .unwrap();
+    assert!(matches!(
+        svc.consume("magic_link", &link),
+        Err(signet::service::TokenError::Invalid(
+            VerifyError::AlreadyUsed
+        ))
+    ));
+}

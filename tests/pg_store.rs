@@ -87,6 +87,7 @@ fn token_contract(open: &(dyn Fn() -> Box<dyn KeyStore> + Sync)) {
         purpose: "magic_link".into(),
         jti: jti.into(),
         exp: UnixTime(exp),
+        tag: "m:t".into(),
     };
     let used = entry("AAAAAAAAAAAAAAAAAAAAAA", T0.0 + 900);
     assert!(!store.token_recorded(TokenList::Consumed, &used).unwrap());

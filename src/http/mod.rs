@@ -53,7 +53,11 @@ impl AppState {
     /// Builds the state; renders the discovery document once.
     pub fn new(service: Arc<KeyService>, tokens: AdminTokens) -> AppState {
         let config = service.config();
-        let metrics = Metrics::new(config, service.store_errors().clone());
+        let metrics = Metrics::new(
+            config,
+            service.store_errors().clone(),
+            service.ignored_entries().clone(),
+        );
         #[cfg(feature = "pkcs11")]
         let metrics = match service.token() {
             Some(token) => metrics.with_token(token),

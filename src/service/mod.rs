@@ -26,6 +26,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 pub use legacy::{LegacyInfo, LegacySecret};
@@ -117,6 +118,12 @@ pub struct KeyInfo {
 /// Store error counts by purpose, as `signet_store_errors_total{purpose}`.
 pub type StoreErrors = Family<Vec<(&'static str, String)>, Counter>;
 
+/// Token-list entries the store holds, or held, that signet does not take
+/// as they are, by purpose and reason (`unauthenticated`: written without
+/// the master key, ignored; `deleted`: gone before their tokens expired,
+/// still refused), as `signet_token_entries_ignored{purpose,reason}`.
+pub type IgnoredEntries = Family<Vec<(&'static str, String)>, Gauge>;
+
 /// Keyrings, store, master keys and clock.
 #[derive(Debug)]
 pub struct KeyService {
@@ -137,6 +144,8 @@ pub struct KeyService {
     last_prune: std::sync::atomic::AtomicU64,
     /// The newest generation of each keyring served (rule 16).
     high_water: high_water::HighWater,
+    /// Token-list entries not taken as they are.
+    ignored_entries: IgnoredEntries,
     /// The store's version of the revoked-token list as last listed
     /// (`None`: the store has none, or not listed yet).
     revoked_version: std::sync::Mutex<Option<String>>,
@@ -158,6 +167,7 @@ impl KeyService {
         let service = KeyService {
             high_water,
             revoked_version: std::sync::Mutex::new(None),
+            ignored_entries: IgnoredEntries::default(),
             config,
             store,
             master,
@@ -212,6 +222,11 @@ impl KeyService {
     /// Store failures by purpose, for the metrics registry.
     pub fn store_errors(&self) -> &StoreErrors {
         &self.store_errors
+    }
+
+    /// Token-list entries not taken as they are, for the metrics registry.
+    pub fn ignored_entries(&self) -> &IgnoredEntries {
+        &self.ignored_entries
     }
 
     fn errors_of(&self, purpose: &str) -> Counter {

@@ -10,7 +10,7 @@ use super::snapshot::{PurposeKeys, Snapshot, StoreFault};
 use crate::clock::UnixTime;
 use crate::config::PurposeConfig;
 use crate::keys::Keyring;
-use crate::storage::{StoreError, TokenList};
+use crate::storage::{StoreError, TokenEntry, TokenList};
 
 /// Why a purpose cannot sign as the store says it should.
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +143,7 @@ impl KeyService {
         match self.store.tokens(TokenList::Revoked) {
             Ok(list) => {
                 *listed = version;
+                let list = self.vetted(list, &current.revoked_tokens);
                 (*list != **current.revoked_tokens).then(|| (read, Arc::new(list)))
             }
             Err(e) => {
@@ -150,6 +151,69 @@ impl KeyService {
                 None
             }
         }
+    }
+
+    /// The revoked tokens of `listed` that signet wrote (their tag
+    /// verifies), and those of `served` that the store no longer lists
+    /// although they have not expired (deleted by hand: a revocation is not
+    /// undone by removing its row). Both kinds are counted by purpose in
+    /// `signet_token_entries_ignored` and logged when their number changes.
+    fn vetted(&self, listed: Vec<TokenEntry>, served: &[TokenEntry]) -> Vec<TokenEntry> {
+        let until = self.now().0.saturating_sub(self.config.leeway.as_secs());
+        let (mut kept, forged): (Vec<_>, Vec<_>) = listed
+            .into_iter()
+            .partition(|e| self.authentic(TokenList::Revoked, e));
+        let present: std::collections::HashSet<(&str, &str)> = kept
+            .iter()
+            .map(|e| (e.purpose.as_str(), e.jti.as_str()))
+            .collect();
+        let deleted: Vec<TokenEntry> = served
+            .iter()
+            .filter(|e| e.exp.0 > until && !present.contains(&(e.purpose.as_str(), e.jti.as_str())))
+            .cloned()
+            .collect();
+        let mut counts: std::collections::BTreeMap<(String, &'static str), i64> = self
+            .config
+            .purposes
+            .keys()
+            .flat_map(|p| {
+                [
+                    ((p.clone(), "unauthenticated"), 0),
+                    ((p.clone(), "deleted"), 0),
+                ]
+            })
+            .collect();
+        for (entries, reason) in [(&forged, "unauthenticated"), (&deleted, "deleted")] {
+            for e in entries {
+                *counts.entry((e.purpose.clone(), reason)).or_default() += 1;
+            }
+        }
+        for ((purpose, reason), n) in counts {
+            let gauge = self
+                .ignored_entries
+                .get_or_create(&vec![
+                    ("purpose", purpose.clone()),
+                    ("reason", reason.to_owned()),
+                ])
+                .clone();
+            if gauge.set(n) != n && n > 0 {
+                match reason {
+                    "unauthenticated" => tracing::warn!(
+                        purpose,
+                        entries = n,
+                        "revoked-token entries in the store fail authentication (written without the master key): ignored"
+                    ),
+                    _ => tracing::warn!(
+                        purpose,
+                        entries = n,
+                        "revoked-token entries left the store before their tokens expired (deleted by hand?): still refused here"
+                    ),
+                }
+            }
+        }
+        kept.extend(deleted);
+        kept.sort();
+        kept
     }
 
     /// Serves keyrings this process has just committed, without reading

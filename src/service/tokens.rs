@@ -50,7 +50,52 @@ fn jti_exp(claims: &Map<String, Value>) -> Result<(String, UnixTime), VerifyErro
     Ok((jti, UnixTime(exp.max(0.0) as u64)))
 }
 
+/// The tag domain of token-list entries (see `MasterKeys::tag_all`).
+const ENTRY_DOMAIN: &str = "token entry";
+
+/// What an entry's tag covers: the list and every field that identifies it.
+fn entry_input(list: TokenList, entry: &TokenEntry) -> Vec<u8> {
+    format!(
+        "{}\0{}\0{}\0{}",
+        list.as_str(),
+        entry.purpose,
+        entry.jti,
+        entry.exp.0
+    )
+    .into_bytes()
+}
+
 impl KeyService {
+    /// `entry` with its tag under every master key.
+    fn tagged(&self, list: TokenList, mut entry: TokenEntry) -> Result<TokenEntry, StoreError> {
+        let tags = self
+            .master
+            .tag_all(ENTRY_DOMAIN, &entry_input(list, &entry))?;
+        entry.tag = tags
+            .iter()
+            .map(|t| format!("{}:{}", t.master, t.tag))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(entry)
+    }
+
+    /// Whether `entry`'s tag verifies under a configured master key: it was
+    /// written by a signet holding one, not by hand.
+    pub(super) fn authentic(&self, list: TokenList, entry: &TokenEntry) -> bool {
+        let tags: Vec<crate::keys::KeyringMac> = entry
+            .tag
+            .split(',')
+            .filter_map(|t| t.split_once(':'))
+            .map(|(master, tag)| crate::keys::KeyringMac {
+                master: master.to_owned(),
+                tag: tag.to_owned(),
+            })
+            .collect();
+        self.master
+            .verify_any(ENTRY_DOMAIN, &entry_input(list, entry), &tags)
+            .is_ok()
+    }
+
     /// The checks verification makes beyond the signature and the claims: a
     /// revoked `jti` is refused; so is a consumed token of a single-use
     /// purpose (which reads the store: failing that, the token is refused as
@@ -73,7 +118,11 @@ impl KeyService {
                 purpose: purpose.to_owned(),
                 jti,
                 exp,
+                tag: String::new(),
             };
+            // Any record refuses the token, authenticated or not: an entry
+            // written without the master key can only refuse a token, the
+            // safe direction (README, "What a database writer can do").
             match self.store.token_recorded(TokenList::Consumed, &entry) {
                 Ok(true) => return Err(VerifyError::AlreadyUsed),
                 Ok(false) => {}
@@ -100,11 +149,15 @@ impl KeyService {
         }
         let verified = self.verify(purpose, token)?;
         let (jti, exp) = jti_exp(&verified.claims)?;
-        let entry = TokenEntry {
-            purpose: purpose.to_owned(),
-            jti,
-            exp,
-        };
+        let entry = self.tagged(
+            TokenList::Consumed,
+            TokenEntry {
+                purpose: purpose.to_owned(),
+                jti,
+                exp,
+                tag: String::new(),
+            },
+        )?;
         if !self.store.record_token(TokenList::Consumed, &entry)? {
             tracing::warn!(
                 purpose,
@@ -139,11 +192,15 @@ impl KeyService {
             (None, Some(jti)) => return Err(TokenError::BadJti(jti.to_owned())),
             _ => return Err(TokenError::TokenOrJti),
         };
-        let entry = TokenEntry {
-            purpose: purpose.to_owned(),
-            jti,
-            exp,
-        };
+        let entry = self.tagged(
+            TokenList::Revoked,
+            TokenEntry {
+                purpose: purpose.to_owned(),
+                jti,
+                exp,
+                tag: String::new(),
+            },
+        )?;
         if self.store.record_token(TokenList::Revoked, &entry)? {
             tracing::info!(purpose, jti = entry.jti, exp = entry.exp.0, "token revoked");
         }

@@ -25,7 +25,7 @@ impl TokenList {
 }
 
 /// One token id in a list.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TokenEntry {
     /// The token's purpose.
     pub purpose: String,
@@ -34,6 +34,10 @@ pub struct TokenEntry {
     /// Its `exp` (or, for a revocation by `jti` alone, the latest `exp` a
     /// token of the purpose issued until then can have).
     pub exp: UnixTime,
+    /// The entry's authentication under the master keys, as the service
+    /// made it (`master:tag`, comma-separated; empty: none). A store keeps
+    /// it with the entry and never checks it: it holds no master key.
+    pub tag: String,
 }
 
 /// Whether `jti` can be stored: what signet issues (base64url), at most 64

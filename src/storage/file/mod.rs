@@ -275,6 +275,10 @@ impl KeyStore for FileStore {
         tokens::recorded(&self.dir, list, entry)
     }
 
+    fn tokens_version(&self, list: TokenList) -> Result<Option<String>, StoreError> {
+        tokens::version(&self.dir, list).map(Some)
+    }
+
     fn tokens(&self, list: TokenList) -> Result<Vec<TokenEntry>, StoreError> {
         tokens::entries(&self.dir, list)
     }

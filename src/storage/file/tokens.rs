@@ -2,7 +2,8 @@
 //! `tokens/<list>/<purpose>/<exp>-<jti>`. The name holds everything, so
 //! creating it (`O_CREAT | O_EXCL`, then an fsync of the directory) is the
 //! atomic, durable record, shared by every process on the directory, and
-//! pruning never opens a file.
+//! pruning never opens a file. The file holds the entry's tag, written and
+//! fsynced before the directory is.
 
 use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::clock::UnixTime;
 use crate::storage::durable::sync_dir;
+use crate::storage::small_file::read_small;
 use crate::storage::{StoreError, TokenEntry, TokenList, valid_jti};
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -56,7 +58,11 @@ pub(super) fn record(dir: &Path, list: TokenList, entry: &TokenEntry) -> Result<
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
     {
-        Ok(_) => {
+        Ok(mut f) => {
+            use std::io::Write;
+            f.write_all(entry.tag.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(io("record a token in", &path))?;
             sync_dir(&purpose_dir)?;
             Ok(true)
         }
@@ -102,16 +108,50 @@ fn scan(dir: &Path, list: TokenList) -> Result<Vec<(TokenEntry, PathBuf)>, Store
             let (Ok(exp), true) = (exp.parse::<u64>(), valid_jti(jti)) else {
                 continue;
             };
+            // A tag is a few dozen bytes; a larger file is not signet's
+            // and is read as untagged (ignored where a tag is required).
+            let tag = match read_small(&f.path(), 4096) {
+                Ok(Some(bytes)) => String::from_utf8(bytes).unwrap_or_default(),
+                _ => String::new(),
+            };
             let entry = TokenEntry {
                 purpose: purpose.clone(),
                 jti: jti.to_owned(),
                 exp: UnixTime(exp),
+                tag,
             };
             out.push((entry, f.path()));
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// A value that changes when an entry of `list` is recorded or removed:
+/// the modification times of its directories (creating or removing a file
+/// updates its directory's).
+pub(super) fn version(dir: &Path, list: TokenList) -> Result<String, StoreError> {
+    let root = list_dir(dir, list);
+    let stamp = |p: &Path| -> Result<String, StoreError> {
+        match fs::metadata(p) {
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt;
+                Ok(format!("{}.{}", m.mtime(), m.mtime_nsec()))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok("-".into()),
+            Err(e) => Err(io("read", p)(e)),
+        }
+    };
+    let mut version = stamp(&root)?;
+    if let Ok(purposes) = fs::read_dir(&root) {
+        let mut dirs: Vec<PathBuf> = purposes.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        for d in dirs {
+            version.push(',');
+            version.push_str(&stamp(&d)?);
+        }
+    }
+    Ok(version)
 }
 
 /// Every entry of `list`, sorted.

@@ -129,13 +129,13 @@ impl Conn {
             client.prepare("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")?;
         let generations = client.prepare("SELECT purpose, generation FROM signet_keyrings")?;
         let tokens = client.prepare(
-            "SELECT purpose, jti, exp FROM signet_tokens WHERE list = $1 ORDER BY purpose, jti",
+            "SELECT purpose, jti, exp, tag FROM signet_tokens WHERE list = $1 ORDER BY purpose, jti",
         )?;
         let tokens_version = client.prepare(
             "SELECT count(*)::text || ':' || coalesce(max(seq), 0)::text FROM signet_tokens WHERE list = $1",
         )?;
         let record = client.prepare(
-            "INSERT INTO signet_tokens (list, purpose, jti, exp) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO signet_tokens (list, purpose, jti, exp, tag) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )?;
         let recorded = client
             .prepare("SELECT 1 FROM signet_tokens WHERE list = $1 AND purpose = $2 AND jti = $3")?;

@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS signet_keyring_history (
 -- Numbers every token id as it is recorded: with the count, a poll tells
 -- whether a list changed without reading it.
 ALTER TABLE signet_tokens ADD COLUMN IF NOT EXISTS seq bigserial;
+-- Each entry's authentication under the master keys (made by signet, which
+-- ignores an entry whose tag does not verify).
+ALTER TABLE signet_tokens ADD COLUMN IF NOT EXISTS tag text NOT NULL DEFAULT '';
 CREATE OR REPLACE FUNCTION signet_history_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -24,6 +24,7 @@ pub(super) fn record(
                 &entry.purpose,
                 &entry.jti,
                 &to_i64(entry.exp.0),
+                &entry.tag,
             ],
         )
         .map_err(|e| db_err("record a token", e))?;
@@ -64,6 +65,7 @@ pub(super) fn entries(conn: &mut Conn, list: TokenList) -> Result<Vec<TokenEntry
             purpose: r.get(0),
             jti: r.get(1),
             exp: UnixTime(u64::try_from(r.get::<_, i64>(2)).unwrap_or(0)),
+            tag: r.get(3),
         })
         .collect())
 }
