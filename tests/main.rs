@@ -10,6 +10,7 @@ mod common;
 mod connections;
 mod contract;
 mod failure;
+mod fleet;
 #[cfg(feature = "pkcs11")]
 mod hsm;
 mod interop;
