@@ -53,10 +53,14 @@
 //!   rules are numbered in `docs/lifecycle.md`),
 //!   strict JWT parsing and verification. No IO, no async, no clock reads.
 //! - `config` (feature `server`): defaults < `signet.toml` < `SIGNET_*` < flags, checked against the lifecycle rules.
-//! - `storage` (feature `server`): the [`storage::KeyStore`] trait, the file store and the
-//!   PostgreSQL store (replicas), the shared keyring document, master keys and authentication.
-//! - `service` (feature `server`): keyrings plus store plus clock: ticks, rotation, signing,
-//!   verification; one snapshot of per-purpose views, each loaded and failing on its own.
+//! - `storage` (feature `server`): the [`storage::KeyStore`] trait; two stores, one document
+//!   format: `storage/file/` (a keys directory) and `storage/postgres/` (replicas: one
+//!   connection per role, the append-only history), over what both share at `storage/`: the
+//!   keyring document, the token-list types, durable directories, the compare-and-swap check,
+//!   and sealing with the master keys.
+//! - `service` (feature `server`): keyrings plus store plus clock: ticks, rotation (keys made
+//!   before the lock), signing, verification; one snapshot of per-purpose views, each loaded
+//!   and failing on its own, never older than one served (rule 16).
 //! - `http` (feature `server`): the public and admin routers, bearer auth, problem+json errors.
 //! - `metrics` (feature `server`): Prometheus counters held by handle, gauges computed at scrape.
 //! - `scheduler` (feature `server`): cron jobs per purpose and the periodic check; both only apply what `keys` says is due.
