@@ -39,7 +39,7 @@ fn legacy_token(lib: &str, secret: &str, claims: &Value, alg: &str) -> String {
             .output(),
         _ => unreachable!(),
     }
-    .unwrap_or_else(|e| panic!("cannot run {lib}: {e}; run tests/interop/setup.sh"));
+    .unwrap_or_else(|e| panic!("cannot run {lib}: {e}; run tests/setup.sh"));
     assert!(
         out.status.success(),
         "{lib}: {}",
@@ -82,6 +82,7 @@ async fn with_current_secret() -> (TestServer, signet::clock::UnixTime) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the interop clients (jose, PyJWT, jwcrypto): run tests/setup.sh, then cargo test -- --include-ignored"]
 async fn tokens_signed_with_the_old_secrets_verify_until_they_can_no_longer_be_valid() {
     let now = SystemClock.now();
     let s = TestServer::start(CONFIG, now).await;
@@ -188,6 +189,7 @@ async fn tokens_signed_with_the_old_secrets_verify_until_they_can_no_longer_be_v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the interop clients (jose, PyJWT, jwcrypto): run tests/setup.sh, then cargo test -- --include-ignored"]
 async fn legacy_secrets_never_sign_are_never_published_and_jwks_verifiers_refuse_their_tokens() {
     let (s, now) = with_current_secret().await;
     let token = legacy_token(
@@ -276,6 +278,7 @@ async fn legacy_secrets_never_sign_are_never_published_and_jwks_verifiers_refuse
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the interop clients (jose, PyJWT, jwcrypto): run tests/setup.sh, then cargo test -- --include-ignored"]
 async fn a_legacy_magic_link_is_used_once_and_an_issuer_given_at_import_is_checked() {
     let now = SystemClock.now();
     let s = TestServer::start(CONFIG, now).await;
@@ -364,6 +367,7 @@ fn cli_home() -> Home {
 }
 
 #[test]
+#[ignore = "needs the interop clients (jose, PyJWT, jwcrypto): run tests/setup.sh, then cargo test -- --include-ignored"]
 fn import_hmac_reads_a_dotenv_file_or_the_environment_and_never_shows_a_secret() {
     let home = cli_home();
     let dotenv = home.dir.path().join(".env");
@@ -542,6 +546,7 @@ fn import_hmac_reads_a_dotenv_file_or_the_environment_and_never_shows_a_secret()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the interop clients (jose, PyJWT, jwcrypto): run tests/setup.sh, then cargo test -- --include-ignored"]
 async fn the_readme_guard_accepts_new_and_legacy_tokens_and_refuses_the_rest() {
     let (s, now) = with_current_secret().await;
     let guard = |token: &str| {

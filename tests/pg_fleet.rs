@@ -62,8 +62,9 @@ fn no_panic(log: &[String]) {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_postgres_backed_server_stops_cleanly_on_sigterm_every_time() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let home = Home::new(CONFIG);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = client();
@@ -109,8 +110,9 @@ fn replica_waits_for_the_lock(admin: &mut postgres::Client) -> bool {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn requests_that_touch_the_store_answer_while_a_keyring_change_waits_for_the_lock() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let home = Home::new(CONFIG);
     let serve = ServeProcess::start(&home, &replica_env(&url));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -239,10 +241,9 @@ fn unavailable(r: &reqwest::Response, what: &str) {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_replica_serves_through_a_database_outage_and_catches_up_after_a_restart() {
-    let Some(own) = pg::OwnCluster::start() else {
-        return;
-    };
+    let own = pg::OwnCluster::start();
     let url = own.database("outage");
     let homes = [Home::new(CONFIG), Home::new(CONFIG)];
     let mut env = replica_env(&url);

@@ -56,8 +56,9 @@ fn store_problem(svc: &KeyService) -> String {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_rolled_back_keyring_never_brings_a_revoked_key_back() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let (owner_url, serving_url) = roles(&url);
     let serving = serving_url
         .split_whitespace()
@@ -216,8 +217,9 @@ fn a_rolled_back_keyring_never_brings_a_revoked_key_back() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_state_file_altered_by_hand_is_refused_at_start() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let state = tempfile::tempdir().unwrap();
     let state_file = state.path().join("state.json");
     let home = Home::new(&format!(
@@ -299,9 +301,10 @@ fn ignored(svc: &KeyService, purpose: &str, reason: &str) -> i64 {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn token_entries_written_without_the_master_key_are_ignored_and_deleted_ones_stay_refused() {
     use signet::keys::token::VerifyError;
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let home = Home::new(
         "[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n[purposes.magic_link]\nalgorithms = [\"EdDSA\"]\n",
     );

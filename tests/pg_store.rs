@@ -132,8 +132,9 @@ fn the_file_store_keeps_the_store_contract() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn the_postgres_store_keeps_the_store_contract() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let store = PostgresStore::connect(&url, "contract").unwrap();
     contract(&store);
     token_contract(&|| Box::new(PostgresStore::connect(&url, "tokens").unwrap()));
@@ -169,8 +170,9 @@ fn the_postgres_store_keeps_the_store_contract() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_second_writer_waits_for_the_lock_and_sees_the_first_ones_write() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let a = PostgresStore::connect(&url, "a").unwrap();
     let b = Arc::new(PostgresStore::connect(&url, "b").unwrap());
     let txn = a.lock(&["access_token"]).unwrap();
@@ -210,8 +212,9 @@ fn a_second_writer_waits_for_the_lock_and_sees_the_first_ones_write() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn replicas_racing_across_boundaries_rotate_exactly_once_per_boundary() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let home = Home::new(
         "poll_interval = \"5s\"\n[jwks]\nmax_age = \"5s\"\n[purposes.access_token]\nalgorithms = [\"EdDSA\", \"ES256\"]\ntoken_ttl = \"10s\"\nrotate = \"0 * * * * *\"\n[purposes.refresh_token]\nenabled = false\n[purposes.magic_link]\nenabled = false\n[purposes.reset_password_link]\nenabled = false\n",
     );
@@ -309,8 +312,9 @@ impl KeyStore for CountingLoads {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_poll_loads_only_the_keyrings_whose_generation_moved() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let home = Home::new(
         "[purposes.access_token]\nalgorithms = [\"EdDSA\"]\n[purposes.refresh_token]\nalgorithms = [\"EdDSA\"]\n[purposes.magic_link]\nenabled = false\n[purposes.reset_password_link]\nenabled = false\n",
     );
@@ -383,10 +387,11 @@ fn on_time_replica(url: &str) -> (Home, ManualClock, KeyService) {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_database_outage_degrades_the_replica_and_it_recovers_alone() {
     use signet::service::{ProblemKind, ServiceError, SignRequest};
     use signet::storage::StoreError;
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     // On time with the database, so only the outage shows.
     let (_home, _clock, svc) = on_time_replica(&url);
     let sign = || {
@@ -441,9 +446,10 @@ fn a_database_outage_degrades_the_replica_and_it_recovers_alone() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_replica_whose_clock_is_off_the_databases_says_so_and_stays_ready() {
     use signet::service::ProblemKind;
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let (_home, clock, svc) = on_time_replica(&url);
     assert!(svc.problems().is_empty(), "{:?}", svc.problems());
     // Ten seconds ahead: more than the default margin of 2 s.
@@ -460,8 +466,9 @@ fn a_replica_whose_clock_is_off_the_databases_says_so_and_stays_ready() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_writer_cut_off_inside_its_transaction_leaves_the_old_row_and_no_lock() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let store = PostgresStore::connect(&url, "survivor").unwrap();
     let first = ring("access_token", 1, vec![record(T0)]);
     store
@@ -496,10 +503,9 @@ fn a_writer_cut_off_inside_its_transaction_leaves_the_old_row_and_no_lock() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn tls_to_the_database_is_verified_when_asked_and_refused_when_it_cannot_be() {
-    let Some((url, cert)) = pg::tls_database() else {
-        return;
-    };
+    let (url, cert) = pg::tls_database();
     let cert = cert.display().to_string();
     // verify-full against the server's own certificate: connected, and works.
     let store = PostgresStore::connect(
@@ -543,9 +549,10 @@ fn pg_admin(url: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_row_put_back_to_an_older_copy_is_refused_and_a_purpose_started_again_continues_its_history() {
     use signet::service::{ProblemKind, SignRequest};
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let (home, clock, svc) = on_time_replica(&url);
     let sign = |svc: &KeyService| {
         svc.sign(SignRequest {
@@ -623,8 +630,9 @@ fn a_row_put_back_to_an_older_copy_is_refused_and_a_purpose_started_again_contin
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_role_that_may_only_read_lists_the_keys_and_creates_nothing() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let db = url.rsplit("dbname=").next().unwrap().to_owned();
     let reader = format!("reader_{db}");
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();

@@ -80,8 +80,9 @@ fn taken(store: &Counting) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_writer_serves_the_keyring_it_committed_without_reading_it_back() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let (_home, _clock, store, counted, _other) = replicas(&url);
     taken(&store);
     let before = counted
@@ -104,8 +105,9 @@ fn a_writer_serves_the_keyring_it_committed_without_reading_it_back() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_notified_refresh_loads_only_the_purpose_named() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let (_home, _clock, store, counted, other) = replicas(&url);
     other.rotate(None, true).unwrap();
     taken(&store);
@@ -117,8 +119,9 @@ fn a_notified_refresh_loads_only_the_purpose_named() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_poll_lists_the_revoked_tokens_only_when_they_changed() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let (_home, _clock, store, counted, other) = replicas(&url);
     counted.refresh();
     let lists = || store.lists.swap(0, Ordering::SeqCst);

@@ -72,8 +72,9 @@ async fn gone_from(
 }
 
 #[test]
+#[ignore = "needs PostgreSQL and the interop clients (jose, PyJWT, jwcrypto): run tests/setup.sh, then cargo test -- --include-ignored"]
 fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     // Each replica has its own directory: they share the database only.
     let homes: Vec<Home> = (0..3).map(|_| Home::new(CONFIG)).collect();
     // Polling every 30 s: what reaches the others within the test comes
@@ -211,11 +212,12 @@ fn three_replicas_share_keys_and_a_revocation_reaches_every_jwks_at_once() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn an_installation_moves_its_keyrings_to_the_database_as_they_are() {
     use signet::clock::{Clock, ManualClock, SystemClock};
     use signet::service::SignRequest;
     use signet::storage::{KeyStore, PostgresStore};
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let home = Home::new(CONFIG);
     let token = home.ok(&["token", "sign", "--purpose", "access_token"]);
     let header = token.split('.').next().unwrap();
@@ -268,8 +270,9 @@ fn an_installation_moves_its_keyrings_to_the_database_as_they_are() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_replica_killed_inside_its_commit_leaves_the_old_row_and_no_lock() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let homes: Vec<Home> = (0..2).map(|_| Home::new(CONFIG)).collect();
     let env = replica_env(&url, &[("SIGNET_STORE_POLL_INTERVAL", "30s")]);
     let a = ServeProcess::start(&homes[0], &env);
@@ -371,8 +374,9 @@ fn a_replica_killed_inside_its_commit_leaves_the_old_row_and_no_lock() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn a_database_outage_under_load_stops_writes_only_and_polling_catches_up() {
-    let Some(url) = pg::database() else { return };
+    let url = pg::database();
     let homes: Vec<Home> = (0..2).map(|_| Home::new(CONFIG)).collect();
     // No LISTEN: every change below reaches the other replica by polling.
     let env = replica_env(
