@@ -385,3 +385,27 @@ fn rotating_every_purpose_is_refused_whole_when_one_pending_key_is_too_young() {
     home.ok(&["keys", "rotate", "refresh_token"]);
     assert_ne!(home.ok(&["keys", "list", "--json"]), before);
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let home = Home::new(ED);
+    sign(&home, "access_token");
+    for args in [
+        &["keys", "list"][..],
+        &["keys", "list", "--json"],
+        &["config", "check"],
+    ] {
+        let mut child = home
+            .cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader closes its end before signet writes, as `| head -0` would.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let (status, stderr) = code(&out);
+        assert_eq!(status, 0, "signet {args:?} on a closed pipe: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

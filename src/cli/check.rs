@@ -2,6 +2,7 @@
 //! comes from (never the secret), whether the PKCS#11 token can be used, and
 //! the legacy HMAC secrets still verified.
 
+use super::stdout::{out, out_raw};
 use std::sync::Arc;
 
 use super::{ADMIN_TOKEN_FILE, CliError, MASTER_KEY_FILE, legacy, open_read_only};
@@ -14,7 +15,7 @@ pub(super) fn run(
     env: &dyn Fn(&str) -> Option<String>,
     clock: Arc<dyn Clock>,
 ) -> Result<(), CliError> {
-    print!("{}", config.to_toml());
+    out_raw!("{}", config.to_toml());
     let master = if env("SIGNET_MASTER_KEYS").is_some() {
         "SIGNET_MASTER_KEYS (set, redacted)".to_owned()
     } else {
@@ -25,19 +26,19 @@ pub(super) fn run(
     } else {
         format!("{}", config.store.path.join(ADMIN_TOKEN_FILE).display())
     };
-    println!("\n# secrets\n# master keys: {master}\n# admin tokens: {admin}");
+    out!("\n# secrets\n# master keys: {master}\n# admin tokens: {admin}");
     if config.store.database_url.is_some() {
-        println!("# database: SIGNET_DATABASE_URL (set, redacted)");
+        out!("# database: SIGNET_DATABASE_URL (set, redacted)");
     }
     let pkcs11 = config.signer.pkcs11.clone();
     let service = open_read_only(config, env, clock);
     if let Some(pkcs11) = &pkcs11 {
-        println!(
+        out!(
             "# PKCS#11 PIN: SIGNET_PKCS11_PIN (set, redacted) for token {}",
             pkcs11.token
         );
         let opened = service.as_ref().ok().and_then(Option::as_ref);
-        println!("# PKCS#11 token: {}", check_token(pkcs11, opened));
+        out!("# PKCS#11 token: {}", check_token(pkcs11, opened));
     }
     legacy::print_legacy_check(service);
     Ok(())

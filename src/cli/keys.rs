@@ -1,5 +1,6 @@
 //! `signet keys ...` and `signet token ...`.
 
+use super::stdout::out;
 use serde_json::{Map, Value};
 
 use super::legacy::print_legacy;
@@ -28,9 +29,9 @@ pub(super) fn run(cmd: KeysCommand, service: KeyService) -> Result<(), CliError>
         KeysCommand::Authenticate => {
             let done = service.authenticate()?;
             if done.is_empty() {
-                println!("every keyring is already authenticated");
+                out!("every keyring is already authenticated");
             } else {
-                println!("authenticated: {}", done.join(", "));
+                out!("authenticated: {}", done.join(", "));
                 print_keys(&service.keys_of(None), false);
             }
             Ok(())
@@ -40,7 +41,7 @@ pub(super) fn run(cmd: KeysCommand, service: KeyService) -> Result<(), CliError>
         )),
         KeysCommand::Reencrypt => {
             let n = service.reencrypt()?;
-            println!("re-encrypted {n} private key(s) under the newest master key");
+            out!("re-encrypted {n} private key(s) under the newest master key");
             Ok(())
         }
     }
@@ -60,7 +61,7 @@ pub(super) fn list(service: Option<KeyService>, json: bool) -> Result<(), CliErr
         {
             list.extend(more);
         }
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
     } else {
         print_keys(&service.keys_of(None), false);
         print_legacy(&legacy);
@@ -120,7 +121,7 @@ pub(super) fn verify_local(
         other => CliError::Invalid(other),
     })?;
     let out = serde_json::to_string_pretty(&verified.claims).unwrap_or_default();
-    println!("{out}");
+    out!("{out}");
     Ok(())
 }
 
@@ -155,7 +156,7 @@ pub(super) fn run_token(cmd: TokenCommand, service: KeyService) -> Result<(), Cl
                 ttl,
                 alg,
             })?;
-            println!("{}", signed.token);
+            out!("{}", signed.token);
             Ok(())
         }
         TokenCommand::Verify { purpose, token, .. } => verify_local(&service, &purpose, &token),
@@ -211,7 +212,7 @@ pub(super) fn verify_remote(
             )),
             other => CliError::Invalid(other),
         })?;
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(&verified.claims).unwrap_or_default()
     );
@@ -258,20 +259,27 @@ async fn discover_issuer(jwks_url: &str) -> Result<String, CliError> {
 
 fn print_keys(keys: &[KeyInfo], json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(keys).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(keys).unwrap_or_default());
         return;
     }
     if keys.is_empty() {
-        println!("no keys yet: `signet serve` or `signet keys rotate` creates them");
+        out!("no keys yet: `signet serve` or `signet keys rotate` creates them");
         return;
     }
-    println!(
+    out!(
         "{:<43}  {:<20}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {:<20}  PRIVATE",
-        "KID", "PURPOSE", "ALG", "STATE", "CREATED", "ACTIVATES", "RETIRES", "EXPIRES"
+        "KID",
+        "PURPOSE",
+        "ALG",
+        "STATE",
+        "CREATED",
+        "ACTIVATES",
+        "RETIRES",
+        "EXPIRES"
     );
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     for k in keys {
-        println!(
+        out!(
             "{:<43}  {:<20}  {:<5}  {:<8}  {:<20}  {:<20}  {:<20}  {:<20}  {}",
             k.kid,
             k.purpose,

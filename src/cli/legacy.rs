@@ -1,5 +1,6 @@
 //! `signet keys import-hmac` and the lines that list legacy HMAC secrets.
 
+use super::stdout::out;
 use zeroize::Zeroizing;
 
 use super::CliError;
@@ -93,7 +94,7 @@ pub(super) fn print_legacy_check(service: Result<Option<KeyService>, CliError>) 
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
-            println!("# legacy HMAC secrets: cannot read the store to list them: {e}");
+            out!("# legacy HMAC secrets: cannot read the store to list them: {e}");
             return;
         }
     };
@@ -101,11 +102,14 @@ pub(super) fn print_legacy_check(service: Result<Option<KeyService>, CliError>) 
     if legacy.is_empty() {
         return;
     }
-    println!("# legacy HMAC secrets (verify only; delete them from .env once expired):");
+    out!("# legacy HMAC secrets (verify only; delete them from .env once expired):");
     for l in legacy {
-        println!(
+        out!(
             "#   {} {}: {} until {}",
-            l.purpose, l.legacy, l.state, l.expires_at
+            l.purpose,
+            l.legacy,
+            l.state,
+            l.expires_at
         );
     }
 }
@@ -114,12 +118,16 @@ pub(super) fn print_legacy(legacy: &[LegacyInfo]) {
     if legacy.is_empty() {
         return;
     }
-    println!(
+    out!(
         "\n{:<43}  {:<20}  {:<11}  {:<20}  {:<20}  ISSUER",
-        "LEGACY HMAC SECRET (verify only)", "PURPOSE", "STATE", "IMPORTED", "EXPIRES"
+        "LEGACY HMAC SECRET (verify only)",
+        "PURPOSE",
+        "STATE",
+        "IMPORTED",
+        "EXPIRES"
     );
     for l in legacy {
-        println!(
+        out!(
             "{:<43}  {:<20}  {:<11}  {:<20}  {:<20}  {}",
             l.legacy,
             l.purpose,

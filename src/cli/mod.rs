@@ -10,6 +10,7 @@ mod keys;
 mod legacy;
 mod open;
 mod serve;
+mod stdout;
 mod store;
 
 use open::replica_id;

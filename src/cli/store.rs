@@ -2,6 +2,7 @@
 //! PostgreSQL, as an installation moves to replicas; `signet store
 //! migrate`: the PostgreSQL schema, made by its owner.
 
+use super::stdout::out;
 use std::sync::Arc;
 
 use super::{CliError, StoreCommand, replica_id};
@@ -33,8 +34,8 @@ fn migrate(grant: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<
     })?;
     PostgresStore::migrate(&url, grant)?;
     match grant {
-        Some(role) => println!("schema ready; {role} may serve"),
-        None => println!("schema ready"),
+        Some(role) => out!("schema ready; {role} may serve"),
+        None => out!("schema ready"),
     }
     Ok(())
 }
@@ -89,9 +90,9 @@ pub(super) fn run(
         copied.push(purpose.clone());
     }
     if copied.is_empty() {
-        println!("{} holds no keyring: nothing to copy", source.describe());
+        out!("{} holds no keyring: nothing to copy", source.describe());
     } else {
-        println!(
+        out!(
             "copied {} from {} to {}",
             copied.join(", "),
             source.describe(),
