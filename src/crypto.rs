@@ -14,7 +14,10 @@ compile_error!(
     "signet needs a crypto backend: enable the `aws-lc-rs` feature (the default) or `ring`"
 );
 
-pub(crate) use backend::{aead, digest, error, hkdf, hmac, rand, signature};
+pub(crate) use backend::{digest, error, rand, signature};
+// Sealing and authentication at rest: the server's only.
+#[cfg(feature = "server")]
+pub(crate) use backend::{aead, hkdf, hmac};
 
 /// The backend this build signs and verifies with: `aws-lc-rs` or `ring`.
 pub const BACKEND: &str = if cfg!(feature = "aws-lc-rs") {
