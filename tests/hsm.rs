@@ -653,3 +653,23 @@ fn keys_made_for_a_change_another_replica_made_first_are_destroyed_in_the_token(
         .count();
     assert_eq!(discarded, 2, "the replica that lost discards both its keys");
 }
+
+#[test]
+#[ignore = "needs SoftHSM2: run tests/setup.sh, then cargo test -- --include-ignored"]
+fn a_shell_without_softhsm2_conf_is_told_to_set_it() {
+    let hsm = SoftHsm::new("signet-conf");
+    let home = Home::new(&config(&hsm, "[\"EdDSA\"]"));
+    // SIGNET_PKCS11_PIN set, SOFTHSM2_CONF forgotten (a second shell).
+    let out = home
+        .cmd(&["config", "check"])
+        .env("SIGNET_PKCS11_PIN", PIN)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("no token \"signet-conf\""), "{text}");
+    assert!(text.contains("SOFTHSM2_CONF"), "{text}");
+}

@@ -19,7 +19,7 @@ pub enum TokenError {
     },
     /// No slot holds the configured token.
     #[error(
-        "no token {token} in the PKCS#11 module {module}: is it present and initialised (`softhsm2-util --show-slots`, `pkcs11-tool --list-slots`)?"
+        "no token {token} in the PKCS#11 module {module}: is it present and initialised (`softhsm2-util --show-slots`, `pkcs11-tool --list-slots`)? SoftHSM2 looks for its tokens where SOFTHSM2_CONF says: set it in this shell as when the token was made"
     )]
     NoToken {
         /// The token as configured.
