@@ -15,6 +15,7 @@ mod legacy;
 mod master;
 mod premade;
 mod refresh;
+mod revoked_list;
 mod signer;
 mod snapshot;
 mod token;
