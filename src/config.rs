@@ -158,6 +158,16 @@ pub struct PurposeConfig {
     pub signer: SignerKind,
 }
 
+/// A purpose name the configuration does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown purpose {name:?}: the configured purposes are {known}")]
+pub struct UnknownPurpose {
+    /// The name asked for.
+    pub name: String,
+    /// The configured purposes, comma-separated.
+    pub known: String,
+}
+
 /// The effective configuration.
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
@@ -166,6 +176,10 @@ pub struct Config {
     /// Whether `issuer` was left to its default (then it follows the public address).
     #[serde(skip)]
     pub issuer_is_default: bool,
+    /// Where `issuer` came from, as a refusal names it: `SIGNET_ISSUER`,
+    /// the configuration file, or the default following an address.
+    #[serde(skip)]
+    pub issuer_from: String,
     /// Clock skew tolerated on `exp`/`nbf`, added to key retention.
     #[serde(with = "human")]
     pub leeway: Duration,
@@ -274,6 +288,7 @@ impl Config {
         let mut config = Config {
             issuer,
             issuer_is_default,
+            issuer_from: String::new(),
             leeway,
             server,
             jwks,
@@ -282,6 +297,14 @@ impl Config {
             purposes,
         };
         config.set_public_addr(config.server.public_addr);
+        config.issuer_from = match (env("SIGNET_ISSUER"), issuer_is_default) {
+            (Some(_), _) => "SIGNET_ISSUER".to_owned(),
+            (None, false) => "issuer in the configuration file".to_owned(),
+            (None, true) => format!(
+                "the default: issuer is not set, so it follows server.public_addr ({})",
+                config.server.public_addr
+            ),
+        };
         config.check_rules(now)?;
         Ok(config)
     }
@@ -299,7 +322,7 @@ impl Config {
                 ));
             };
             let show = show_duration;
-            let Some(policy) = self.policy(name) else {
+            let Ok(policy) = self.policy(name) else {
                 continue;
             };
             if policy.lead() > period {
@@ -344,14 +367,28 @@ impl Config {
             } else {
                 host
             };
-            self.issuer = format!("http://{host}:{}", addr.port());
+            let issuer = format!("http://{host}:{}", addr.port());
+            if issuer != self.issuer {
+                self.issuer_from = format!(
+                    "the default: issuer is not set, so it follows this server's own public address ({addr}, from --public-addr or port 0), which other signet commands do not see"
+                );
+            }
+            self.issuer = issuer;
         }
     }
 
+    /// A configured purpose, or an error that lists the configured ones.
+    pub fn purpose(&self, name: &str) -> Result<&PurposeConfig, UnknownPurpose> {
+        self.purposes.get(name).ok_or_else(|| UnknownPurpose {
+            name: name.to_owned(),
+            known: self.purposes.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
     /// The lifecycle policy of a purpose.
-    pub fn policy(&self, purpose: &str) -> Option<Policy> {
-        let p = self.purposes.get(purpose)?;
-        Some(Policy {
+    pub fn policy(&self, purpose: &str) -> Result<Policy, UnknownPurpose> {
+        let p = self.purpose(purpose)?;
+        Ok(Policy {
             algorithms: p.algorithms.clone(),
             token_ttl: p.token_ttl,
             leeway: self.leeway,

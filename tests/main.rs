@@ -20,6 +20,7 @@ mod pg_rollback;
 mod pg_store;
 mod pg_work;
 mod properties;
+mod refusals;
 mod replicas;
 mod revocation;
 mod rfc;

@@ -367,7 +367,7 @@ fn token_entries_written_without_the_master_key_are_ignored_and_deleted_ones_sta
         .unwrap();
     assert!(matches!(
         svc.verify("access_token", &revoked),
-        Err(VerifyError::Revoked(_))
+        Err(VerifyError::RevokedToken(_))
     ));
     writer
         .batch_execute("DELETE FROM signet_tokens WHERE list = 'revoked' AND tag LIKE '%:%' AND tag NOT LIKE '%:AAAA%'")
@@ -376,7 +376,7 @@ fn token_entries_written_without_the_master_key_are_ignored_and_deleted_ones_sta
     svc.refresh();
     assert!(matches!(
         svc.verify("access_token", &revoked),
-        Err(VerifyError::Revoked(_))
+        Err(VerifyError::RevokedToken(_))
     ));
     assert_eq!(ignored(&svc, "access_token", "deleted"), 2);
     // What the README states a writer can still do: a replica started after

@@ -75,7 +75,7 @@ async fn a_revoked_key_is_refused_by_a_verifier_that_cached_it_within_the_revoca
     s.clock.advance(Duration::from_secs(2));
     let err = v.verify::<Value>(&token).await.unwrap_err();
     assert!(
-        matches!(&err, VerifyError::Revoked(why) if why.contains(&kid)),
+        matches!(&err, VerifyError::RevokedKey(k) if *k == kid),
         "{err:?}"
     );
 
@@ -87,7 +87,7 @@ async fn a_revoked_key_is_refused_by_a_verifier_that_cached_it_within_the_revoca
     clock.advance(Duration::from_secs(400));
     let err = v.verify::<Value>(&token).await.unwrap_err();
     assert!(
-        matches!(err, VerifyError::Revoked(_)),
+        matches!(err, VerifyError::RevokedKey(_)),
         "{err:?} ({public} is down)"
     );
 }
@@ -146,7 +146,7 @@ async fn a_revoked_token_is_refused_by_the_server_at_once_and_by_verifiers_withi
     s.clock.advance(Duration::from_secs(16));
     let err = v.verify::<Value>(&token).await.unwrap_err();
     assert!(
-        matches!(&err, VerifyError::Revoked(why) if why.contains(&jti)),
+        matches!(&err, VerifyError::RevokedToken(j) if *j == jti),
         "{err:?}"
     );
     v.verify::<Value>(&other).await.unwrap();

@@ -90,8 +90,8 @@ pub(super) fn verify_local(
     purpose: &str,
     token: &str,
 ) -> Result<(), CliError> {
-    if !service.config().purposes.contains_key(purpose) {
-        return Err(CliError::Usage(format!("unknown purpose {purpose:?}")));
+    if let Err(e) = service.config().purpose(purpose) {
+        return Err(CliError::Usage(e.to_string()));
     }
     // A keyring that cannot be read or trusted is an error, not a verdict on the token.
     if let Some(p) = service
@@ -101,25 +101,7 @@ pub(super) fn verify_local(
     {
         return Err(CliError::Usage(p.detail));
     }
-    let verified = service.verify(purpose, token.trim()).map_err(|e| match e {
-        VerifyError::UnknownKid(kid) => {
-            let snap = service.snapshot();
-            let owner = snap
-                .purposes
-                .values()
-                .find(|v| v.verify.contains_key(&kid))
-                .map(|v| v.keyring.purpose.clone());
-            CliError::Refused(match owner {
-                Some(other) => format!(
-                    "invalid token: it was signed by a key of {other}, not of {purpose}: verify it with --purpose {other}"
-                ),
-                None => format!(
-                    "invalid token: unknown key id {kid:?}: no published key of {purpose} has it (revoked, expired, or not signet's)"
-                ),
-            })
-        }
-        other => CliError::Invalid(other),
-    })?;
+    let verified = service.verify(purpose, token.trim())?;
     let out = serde_json::to_string_pretty(&verified.claims).unwrap_or_default();
     out!("{out}");
     Ok(())
@@ -206,7 +188,7 @@ pub(super) fn verify_remote(
         .block_on(verifier.verify::<Map<String, Value>>(token.trim()))
         .map_err(|e| match e {
             VerifyError::UnknownKid(kid) => CliError::Refused(format!(
-                "invalid token: its key {kid} is not a key of {} at {}: is it a token of another purpose? Pass that --purpose",
+                "invalid token (unknown_kid): its key {kid} is not a key of {} at {}: is it a token of another purpose? Pass that --purpose",
                 remote.purpose,
                 verifier.jwks_url()
             )),

@@ -236,8 +236,8 @@ pub enum CliError {
     /// The lifecycle rules refused.
     #[error("refused: {0}")]
     Refused(String),
-    /// The token is invalid.
-    #[error("invalid token: {0}")]
+    /// The token is invalid; the reason's stable name comes first.
+    #[error("invalid token ({reason}): {0}", reason = .0.reason())]
     Invalid(#[from] VerifyError),
     /// A remote dependency (the JWKS URL, its discovery document) is unavailable.
     #[error("{0}")]

@@ -35,6 +35,12 @@ pub(super) fn run(
         config.set_public_addr(public);
         config.server.admin_addr = admin;
     }
+    if config.issuer_is_default && config.issuer_from.contains("--public-addr") {
+        tracing::warn!(
+            issuer = %config.issuer,
+            "issuer is not set, so it follows this server's public address; a token signed by another signet command (which reads server.public_addr instead) names another issuer and is refused here: set issuer (or SIGNET_ISSUER)"
+        );
+    }
     let service = open_as(config, env, clock, true)?;
     check_token(&service);
     // Bootstrap or catch up before serving, so /readyz is true from the start.

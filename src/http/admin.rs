@@ -190,10 +190,10 @@ async fn verify(
     body: JsonBody<VerifyBody>,
 ) -> Result<Json<Verified>, ApiError> {
     let Json(body) = body?;
-    if !state.service.config().purposes.contains_key(&body.purpose) {
+    if let Err(e) = state.service.config().purpose(&body.purpose) {
         return Err(ApiError::Invalid(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("unknown purpose {:?}", body.purpose),
+            e.to_string(),
         ));
     }
     let single_use = state

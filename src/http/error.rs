@@ -48,6 +48,9 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: Cow<'a, str>,
+    /// Why a token was refused ([`VerifyError::reason`]), on refusals only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -147,11 +150,16 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "request failed");
         }
         let (status, type_, title, detail) = self.parts();
+        let reason = match &self {
+            ApiError::InvalidToken(e) => Some(e.reason()),
+            _ => None,
+        };
         let body = serde_json::to_vec(&Problem {
             type_,
             title,
             status: status.as_u16(),
             detail,
+            reason,
         })
         .unwrap_or_default();
         let mut response = (status, body).into_response();

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
@@ -103,7 +103,7 @@ impl std::ops::Deref for AppState {
 pub fn public_router(state: AppState) -> Router {
     public::routes()
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
-        .fallback(not_found)
+        .fallback(not_found_public)
         .with_state(state)
 }
 
@@ -111,13 +111,38 @@ pub fn public_router(state: AppState) -> Router {
 pub fn admin_router(state: AppState) -> Router {
     admin::routes(state.clone())
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
-        .fallback(not_found)
+        .fallback(not_found_admin)
         .with_state(state)
 }
 
-async fn not_found(State(state): State<AppState>) -> ApiError {
+/// A route of the other listener names where it is served (the admin API
+/// is never on the public port; the JWKS is not on the admin one).
+async fn not_found_public(State(state): State<AppState>, uri: Uri) -> ApiError {
+    let admin_route =
+        uri.path().starts_with("/v1/") || matches!(uri.path(), "/metrics" | "/openapi.json");
+    not_found(
+        &state,
+        admin_route.then_some(("admin", state.service.config().server.admin_addr)),
+    )
+}
+
+async fn not_found_admin(State(state): State<AppState>, uri: Uri) -> ApiError {
+    let public_route =
+        uri.path().starts_with("/.well-known/") || matches!(uri.path(), "/healthz" | "/readyz");
+    not_found(
+        &state,
+        public_route.then_some(("public", state.service.config().server.public_addr)),
+    )
+}
+
+fn not_found(state: &AppState, other: Option<(&str, std::net::SocketAddr)>) -> ApiError {
     state.metrics.request(None, 404);
-    ApiError::NotFound("no such route".into())
+    ApiError::NotFound(match other {
+        Some((name, addr)) => format!(
+            "no such route on this listener: it is served by the {name} listener (server.{name}_addr, {addr})"
+        ),
+        None => "no such route".into(),
+    })
 }
 
 /// Counts and logs (at debug) each request once. Never logs headers.

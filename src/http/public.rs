@@ -122,7 +122,8 @@ async fn jwks_of(
     {
         Some(keys) => serve(&state, &keys.jwks, &headers),
         None => ApiError::NotFound(format!(
-            "no purpose {file:?}: use /.well-known/jwks/<purpose>.json"
+            "no purpose {file:?}: use /.well-known/jwks/<purpose>.json, where <purpose> is one of {}",
+            snap.purposes.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
         .into_response(),
     }

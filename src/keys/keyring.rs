@@ -383,8 +383,10 @@ impl Keyring {
             Step::ImportLegacy(key) => self.legacy.push(key.clone()),
             Step::RevokeLegacy { id, at } => {
                 for l in self.legacy.iter_mut().filter(|l| &l.id == id) {
+                    // The sealed secret stays until its window ends (then
+                    // `DropLegacy`), only so that a token it signed is
+                    // refused as a revoked key rather than a bad signature.
                     l.revoked_at = Some(*at);
-                    l.secret = None;
                 }
             }
             Step::DropLegacy { id } => self.legacy.retain(|l| &l.id != id),

@@ -38,17 +38,14 @@ pub struct LegacyKey {
     /// The `iss` its tokens must carry, if they carried one.
     #[serde(default)]
     pub issuer: Option<String>,
-    /// The secret, sealed like a private key; `None` once revoked.
+    /// The secret, sealed like a private key. A revoked secret keeps it
+    /// until `expires_at`, to name the reason its tokens are refused (stores
+    /// written before that have `None` here).
     #[serde(default)]
     pub secret: Option<SealedKey>,
 }
 
 impl LegacyKey {
-    /// Whether it verifies tokens at `now`.
-    pub fn is_live(&self, now: UnixTime) -> bool {
-        self.revoked_at.is_none() && now < self.expires_at && self.secret.is_some()
-    }
-
     /// `active`, `revoked` or `expired` at `now`, for `keys list`.
     pub fn state_at(&self, now: UnixTime) -> &'static str {
         if self.revoked_at.is_some() {
@@ -188,7 +185,8 @@ pub fn parse_legacy(token: &str) -> Result<LegacyToken<'_>, VerifyError> {
     })
 }
 
-/// A live legacy key with its secret opened, as the snapshot holds it.
+/// A legacy key with its secret opened, as the snapshot holds it: live, or
+/// revoked within its window.
 pub struct OpenLegacyKey {
     /// Its label.
     pub id: String,
@@ -196,6 +194,8 @@ pub struct OpenLegacyKey {
     pub issuer: Option<String>,
     /// When it stops verifying.
     pub expires_at: UnixTime,
+    /// Whether it was revoked: a token it signs is then refused as such.
+    pub revoked: bool,
     /// The secret's bytes, zeroized on drop.
     pub secret: zeroize::Zeroizing<Vec<u8>>,
 }
@@ -226,6 +226,9 @@ impl LegacyToken<'_> {
                 hmac::verify(&mac, input, &self.signature).is_ok()
             })
             .ok_or(VerifyError::BadSignature)?;
+        if key.revoked {
+            return Err(VerifyError::RevokedKey(key.id.clone()));
+        }
         let expect = Expectations {
             typ: None,
             issuer: key.issuer.as_deref(),
@@ -233,7 +236,16 @@ impl LegacyToken<'_> {
             leeway,
             now,
         };
-        check_claims(&self.claims, &expect)?;
+        check_claims(&self.claims, &expect).map_err(|e| match e {
+            VerifyError::WrongIssuer {
+                expected, found, ..
+            } => VerifyError::WrongIssuer {
+                expected,
+                found,
+                expected_from: format!("the issuer legacy secret {} was imported with", key.id),
+            },
+            other => other,
+        })?;
         Ok((&key.id, self.claims))
     }
 }
@@ -263,6 +275,7 @@ mod tests {
     fn key(id: &str, secret: &[u8]) -> OpenLegacyKey {
         OpenLegacyKey {
             id: id.into(),
+            revoked: false,
             issuer: None,
             expires_at: UnixTime(2_000),
             secret: zeroize::Zeroizing::new(secret.to_vec()),

@@ -43,8 +43,8 @@ pub enum VerifyError {
     /// The signature does not verify with the key.
     #[error("bad signature")]
     BadSignature,
-    /// `typ` is not the purpose's.
-    #[error("wrong token type: expected {expected:?}, found {found:?}")]
+    /// `typ` is not the purpose's: a token of another purpose.
+    #[error("wrong purpose: the token's type (typ) is {found:?}, this purpose's is {expected:?}")]
     WrongTyp {
         /// The purpose's typ.
         expected: String,
@@ -57,13 +57,28 @@ pub enum VerifyError {
     /// `nbf` is in the future (with leeway).
     #[error("token not yet valid")]
     NotYetValid,
+    /// The kid belongs to another purpose's keys.
+    #[error(
+        "wrong purpose: key {kid:?} signs {found} tokens, not {expected}: verify it as {found}"
+    )]
+    WrongPurpose {
+        /// The token's kid.
+        kid: String,
+        /// The purpose the token was verified as.
+        expected: String,
+        /// The purpose whose key signed it.
+        found: String,
+    },
     /// `iss` is not the expected issuer.
-    #[error("wrong issuer: expected {expected:?}, the token has {found:?}")]
+    #[error("wrong issuer: the token names {found:?}, {expected:?} is expected ({expected_from})")]
     WrongIssuer {
         /// The configured issuer.
         expected: String,
         /// The token's `iss`.
         found: String,
+        /// Where the expected issuer came from, to tell which of two
+        /// configurations to change.
+        expected_from: String,
     },
     /// `aud` does not contain the expected audience.
     #[error("wrong audience")]
@@ -83,18 +98,50 @@ pub enum VerifyError {
     /// The key set could not be fetched and no usable cached copy remains.
     #[error("JWKS unavailable: {0}")]
     JwksUnavailable(String),
-    /// The signing key or the token itself was revoked
-    /// (`/.well-known/signet/revocations.json`).
-    #[error("revoked: {0}")]
-    Revoked(String),
+    /// The signing key (its kid, or a legacy secret's label) was revoked.
+    #[error("revoked key: signing key {0:?} was revoked, and so is every token it signed")]
+    RevokedKey(String),
+    /// The token itself (its jti) was revoked.
+    #[error("revoked token: token {0:?} was revoked")]
+    RevokedToken(String),
     /// A single-use token was already consumed.
-    #[error("already used: this single-use token was consumed before")]
+    #[error("consumed: this single-use token was used before")]
     AlreadyUsed,
     /// Whether the token was revoked (or used) cannot be told: the
     /// revocation document could not be fetched and no usable copy remains,
     /// or the store cannot be read. Refused rather than risked.
     #[error("revocation state unavailable: {0}")]
     RevocationsUnavailable(String),
+}
+
+impl VerifyError {
+    /// The refusal's stable name, as `/v1/verify` answers it (`reason`),
+    /// `signet token verify` prints it and a service may log or count it:
+    /// `malformed`, `disallowed_alg`, `forbidden_header`, `unknown_kid`,
+    /// `bad_signature`, `wrong_purpose`, `expired`, `not_yet_valid`,
+    /// `wrong_issuer`, `wrong_audience`, `invalid_claims`, `revoked_key`,
+    /// `revoked_token`, `consumed`, `jwks_unavailable` or
+    /// `revocations_unavailable`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::TooLarge | VerifyError::Malformed(_) => "malformed",
+            VerifyError::DisallowedAlg(_) => "disallowed_alg",
+            VerifyError::ForbiddenHeader(_) => "forbidden_header",
+            VerifyError::UnknownKid(_) => "unknown_kid",
+            VerifyError::BadSignature => "bad_signature",
+            VerifyError::WrongTyp { .. } | VerifyError::WrongPurpose { .. } => "wrong_purpose",
+            VerifyError::Expired => "expired",
+            VerifyError::NotYetValid => "not_yet_valid",
+            VerifyError::WrongIssuer { .. } => "wrong_issuer",
+            VerifyError::WrongAudience | VerifyError::UnexpectedAudience => "wrong_audience",
+            VerifyError::MissingClaim(_) | VerifyError::InvalidClaim(_) => "invalid_claims",
+            VerifyError::RevokedKey(_) => "revoked_key",
+            VerifyError::RevokedToken(_) => "revoked_token",
+            VerifyError::AlreadyUsed => "consumed",
+            VerifyError::JwksUnavailable(_) => "jwks_unavailable",
+            VerifyError::RevocationsUnavailable(_) => "revocations_unavailable",
+        }
+    }
 }
 
 /// What a verified token must satisfy.
@@ -268,6 +315,7 @@ pub(super) fn check_claims(
                 return Err(VerifyError::WrongIssuer {
                     expected: issuer.to_owned(),
                     found: found.clone(),
+                    expected_from: "the verifier's configured issuer".to_owned(),
                 });
             }
             Some(_) => return Err(VerifyError::InvalidClaim("iss")),

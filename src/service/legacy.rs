@@ -156,8 +156,9 @@ impl KeyService {
     }
 }
 
-/// Opens the live legacy secrets of a keyring for the snapshot; one that
-/// cannot be opened is logged and left out.
+/// Opens the legacy secrets of a keyring still within their window for the
+/// snapshot (a revoked one too: its tokens are then refused as revoked);
+/// one that cannot be opened is logged and left out.
 pub(crate) fn open_legacy(
     master: &MasterKeys,
     purpose: &str,
@@ -165,7 +166,7 @@ pub(crate) fn open_legacy(
     now: UnixTime,
 ) -> Vec<OpenLegacyKey> {
     keys.iter()
-        .filter(|k| k.is_live(now))
+        .filter(|k| now < k.expires_at)
         .filter_map(|k| {
             let sealed = k.secret.as_ref()?;
             match master.open_bytes(purpose, &seal_id(&k.id), sealed) {
@@ -173,6 +174,7 @@ pub(crate) fn open_legacy(
                     id: k.id.clone(),
                     issuer: k.issuer.clone(),
                     expires_at: k.expires_at,
+                    revoked: k.revoked_at.is_some(),
                     secret,
                 }),
                 Err(e) => {

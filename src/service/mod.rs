@@ -38,7 +38,7 @@ pub use token::{RESERVED_CLAIMS, SignError, SignRequest, SignedToken, Verified};
 pub use tokens::TokenError;
 
 use crate::clock::{Clock, UnixTime};
-use crate::config::Config;
+use crate::config::{Config, UnknownPurpose};
 use crate::keys::{Algorithm, KeyError, Policy, Refusal};
 use crate::storage::seal::MasterKeys;
 use crate::storage::{KeyStore, StoreError};
@@ -73,8 +73,8 @@ pub enum ServiceError {
         minimum: u64,
     },
     /// The purpose is not configured.
-    #[error("unknown purpose {0:?}: configured purposes are {1}")]
-    UnknownPurpose(String, String),
+    #[error(transparent)]
+    UnknownPurpose(#[from] UnknownPurpose),
     /// No keyring holds this kid.
     #[error("no such key: {0:?} is in no keyring; `signet keys list` shows the kids")]
     UnknownKid(String),
@@ -237,17 +237,7 @@ impl KeyService {
     }
 
     fn policy(&self, purpose: &str) -> Result<Policy, ServiceError> {
-        self.config.policy(purpose).ok_or_else(|| {
-            ServiceError::UnknownPurpose(
-                purpose.to_owned(),
-                self.config
-                    .purposes
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
-        })
+        Ok(self.config.policy(purpose)?)
     }
 
     /// Metadata of every key (of one purpose, if given), as of now.

@@ -6,8 +6,9 @@ use crate::crypto::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{KeyService, SignFailure};
+use super::{KeyService, SignFailure, Snapshot};
 use crate::clock::UnixTime;
+use crate::config::Config;
 use crate::keys::jwk::b64;
 use crate::keys::legacy::is_legacy;
 use crate::keys::token::{Audience, Expectations, MAX_TOKEN_LEN, VerifyError, parse, sign_compact};
@@ -26,8 +27,8 @@ const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
 #[non_exhaustive]
 pub enum SignError {
     /// The purpose is not configured.
-    #[error("unknown purpose {0:?}")]
-    UnknownPurpose(String),
+    #[error(transparent)]
+    UnknownPurpose(#[from] crate::config::UnknownPurpose),
     /// The algorithm is not configured for the purpose.
     #[error("algorithm {alg} is not configured for {purpose}; configured: {configured}")]
     AlgNotConfigured {
@@ -151,10 +152,7 @@ impl KeyService {
     /// sets `iss`, `iat`, `exp` and `jti`, and the purpose's `typ`.
     pub fn sign(&self, req: SignRequest) -> Result<SignedToken, SignError> {
         let config = self.config();
-        let purpose = config
-            .purposes
-            .get(&req.purpose)
-            .ok_or_else(|| SignError::UnknownPurpose(req.purpose.clone()))?;
+        let purpose = config.purpose(&req.purpose)?;
         let alg = req.alg.unwrap_or(purpose.algorithms[0]);
         if !purpose.algorithms.contains(&alg) {
             return Err(SignError::AlgNotConfigured {
@@ -261,7 +259,7 @@ impl KeyService {
             .get(purpose)
             .and_then(|p| p.verify.get(&parsed.kid))
             .filter(|k| k.expires_at.is_none_or(|e| now < e))
-            .ok_or_else(|| VerifyError::UnknownKid(parsed.kid.clone()))?;
+            .ok_or_else(|| unpublished_kid(&snap, purpose, &parsed.kid))?;
         let kid = parsed.kid.clone();
         let expect = Expectations {
             typ,
@@ -271,13 +269,60 @@ impl KeyService {
             leeway: config.leeway,
             now,
         };
-        let claims = parsed.verify(&key.key, &expect)?;
+        let claims = parsed
+            .verify(&key.key, &expect)
+            .map_err(|e| with_issuer_source(e, config))?;
         self.check_token_lists(&snap, single_use, purpose, &claims)?;
         Ok(Verified {
             claims,
             kid,
             legacy_key: None,
         })
+    }
+}
+
+/// Why a kid that `purpose` does not publish is refused: its key was
+/// revoked, it is another purpose's key, or signet does not know it (never
+/// made, or dropped once every token it signed had expired).
+fn unpublished_kid(snap: &Snapshot, purpose: &str, kid: &str) -> VerifyError {
+    if let Some(p) = snap.purposes.get(purpose)
+        && p.keyring
+            .keys
+            .iter()
+            .any(|k| k.kid == kid && k.revoked_at.is_some())
+    {
+        return VerifyError::RevokedKey(kid.to_owned());
+    }
+    match snap
+        .purposes
+        .iter()
+        .find(|(name, p)| name.as_str() != purpose && p.keyring.keys.iter().any(|k| k.kid == kid))
+    {
+        Some((other, _)) => VerifyError::WrongPurpose {
+            kid: kid.to_owned(),
+            expected: purpose.to_owned(),
+            found: other.clone(),
+        },
+        None => VerifyError::UnknownKid(kid.to_owned()),
+    }
+}
+
+/// Names where this server's issuer came from in a wrong-issuer refusal: a
+/// token signed under another configuration (a `signet token sign` without
+/// the server's `--public-addr`, say) then says which setting differs.
+pub(super) fn with_issuer_source(e: VerifyError, config: &Config) -> VerifyError {
+    match e {
+        VerifyError::WrongIssuer {
+            expected, found, ..
+        } => VerifyError::WrongIssuer {
+            expected,
+            found,
+            expected_from: format!(
+                "this server's issuer, from {}; every signet command and replica must use one issuer: set issuer (or SIGNET_ISSUER)",
+                config.issuer_from
+            ),
+        },
+        other => other,
     }
 }
 

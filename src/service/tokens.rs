@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::token::Verified;
 use super::{KeyService, Snapshot};
 use crate::clock::UnixTime;
+use crate::config::UnknownPurpose;
 use crate::keys::token::VerifyError;
 use crate::storage::{StoreError, TokenEntry, TokenList, valid_jti};
 
@@ -14,8 +15,8 @@ use crate::storage::{StoreError, TokenEntry, TokenList, valid_jti};
 #[non_exhaustive]
 pub enum TokenError {
     /// The purpose is not configured.
-    #[error("unknown purpose {0:?}")]
-    UnknownPurpose(String),
+    #[error(transparent)]
+    UnknownPurpose(#[from] UnknownPurpose),
     /// Consume was called for a purpose whose tokens are not single-use.
     #[error(
         "{0:?} is not a single-use purpose: set purposes.{0}.single_use = true to consume its tokens"
@@ -110,7 +111,7 @@ impl KeyService {
         if let Some(Value::String(jti)) = claims.get("jti")
             && snap.revoked_jtis.contains(jti)
         {
-            return Err(VerifyError::Revoked(format!("token {jti} was revoked")));
+            return Err(VerifyError::RevokedToken(jti.clone()));
         }
         if single_use {
             let (jti, exp) = jti_exp(claims)?;
@@ -138,12 +139,7 @@ impl KeyService {
     /// [`VerifyError::AlreadyUsed`]. The record is kept until the token's
     /// `exp` plus the leeway (`docs/lifecycle.md` rule 13).
     pub fn consume(&self, purpose: &str, token: &str) -> Result<Verified, TokenError> {
-        let single_use = self
-            .config()
-            .purposes
-            .get(purpose)
-            .ok_or_else(|| TokenError::UnknownPurpose(purpose.to_owned()))?
-            .single_use;
+        let single_use = self.config().purpose(purpose)?.single_use;
         if !single_use {
             return Err(TokenError::NotSingleUse(purpose.to_owned()));
         }
@@ -182,10 +178,7 @@ impl KeyService {
         jti: Option<&str>,
     ) -> Result<TokenEntry, TokenError> {
         let config = self.config();
-        let p = config
-            .purposes
-            .get(purpose)
-            .ok_or_else(|| TokenError::UnknownPurpose(purpose.to_owned()))?;
+        let p = config.purpose(purpose)?;
         let (jti, exp) = match (token, jti) {
             (Some(token), None) => jti_exp(&self.verify(purpose, token)?.claims)?,
             (None, Some(jti)) if valid_jti(jti) => (jti.to_owned(), self.now().plus(p.token_ttl)),

@@ -91,14 +91,12 @@ impl Verifier {
             }
         }
         if seen.kids.contains(kid) {
-            return Err(VerifyError::Revoked(format!(
-                "signing key {kid} was revoked"
-            )));
+            return Err(VerifyError::RevokedKey(kid.to_owned()));
         }
         if let Some(jti) = jti
             && seen.jtis.contains(jti)
         {
-            return Err(VerifyError::Revoked(format!("token {jti} was revoked")));
+            return Err(VerifyError::RevokedToken(jti.to_owned()));
         }
         Ok(())
     }
