@@ -84,10 +84,7 @@ fn authorize(state: &AppState, req: &Request, needed: Role) -> Result<(), ApiErr
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        .and_then(crate::keys::token::bearer_credentials);
     let Some((name, role)) = presented.and_then(|p| state.tokens.authenticate(p.trim())) else {
         state.metrics.auth_failure();
         if let Some(ip) = client {

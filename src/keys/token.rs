@@ -357,6 +357,18 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64
     }
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value, trimmed; the
+/// scheme name is matched case-insensitively (RFC 9110 §11.1), so `Bearer`,
+/// `bearer` and `BEARER` alike. `None` for another scheme or no token.
+pub fn bearer_credentials(value: &str) -> Option<&str> {
+    const SCHEME: &str = "bearer";
+    let (scheme, rest) = (value.get(..SCHEME.len())?, &value[SCHEME.len()..]);
+    if !scheme.eq_ignore_ascii_case(SCHEME) || !rest.starts_with(' ') {
+        return None;
+    }
+    Some(rest.trim()).filter(|t| !t.is_empty())
+}
+
 /// `typ` values compare case-insensitively, with or without `application/` (RFC 7515 §4.1.9).
 fn same_typ(expected: &str, found: &str) -> bool {
     // On every verification: compared in place, no allocation.

@@ -76,3 +76,21 @@ fn no_single_character_mutation_verifies() {
         );
     }
 }
+
+#[test]
+fn the_bearer_scheme_is_matched_in_any_case_and_nothing_else_is_taken() {
+    for value in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR  abc "] {
+        assert_eq!(bearer_credentials(value), Some("abc"), "{value:?}");
+    }
+    for value in [
+        "Basic abc",
+        "Bearerabc",
+        "Bearer",
+        "Bearer   ",
+        "",
+        "Bear abc",
+        "Bé abc",
+    ] {
+        assert_eq!(bearer_credentials(value), None, "{value:?}");
+    }
+}

@@ -81,10 +81,7 @@ where
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(crate::keys::token::bearer_credentials)
             .ok_or(Unauthorized(None))?;
         verifier
             .verify::<C>(token.trim())
