@@ -158,6 +158,20 @@ pub struct PurposeConfig {
     pub signer: SignerKind,
 }
 
+/// Where [`Config::issuer`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssuerSource {
+    /// `SIGNET_ISSUER`.
+    Environment,
+    /// `issuer` in the configuration file.
+    File,
+    /// Not set: the default, following `server.public_addr`.
+    Default,
+    /// Not set, and moved by `serve` to the address it listens on
+    /// (`--public-addr`, or port 0), which other commands do not see.
+    ServeAddress,
+}
+
 /// A purpose name the configuration does not have.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown purpose {name:?}: the configured purposes are {known}")]
@@ -176,10 +190,9 @@ pub struct Config {
     /// Whether `issuer` was left to its default (then it follows the public address).
     #[serde(skip)]
     pub issuer_is_default: bool,
-    /// Where `issuer` came from, as a refusal names it: `SIGNET_ISSUER`,
-    /// the configuration file, or the default following an address.
+    /// Where `issuer` came from ([`Config::issuer_origin`] words it).
     #[serde(skip)]
-    pub issuer_from: String,
+    pub issuer_source: IssuerSource,
     /// Clock skew tolerated on `exp`/`nbf`, added to key retention.
     #[serde(with = "human")]
     pub leeway: Duration,
@@ -288,7 +301,7 @@ impl Config {
         let mut config = Config {
             issuer,
             issuer_is_default,
-            issuer_from: String::new(),
+            issuer_source: IssuerSource::Default,
             leeway,
             server,
             jwks,
@@ -297,13 +310,10 @@ impl Config {
             purposes,
         };
         config.set_public_addr(config.server.public_addr);
-        config.issuer_from = match (env("SIGNET_ISSUER"), issuer_is_default) {
-            (Some(_), _) => "SIGNET_ISSUER".to_owned(),
-            (None, false) => "issuer in the configuration file".to_owned(),
-            (None, true) => format!(
-                "the default: issuer is not set, so it follows server.public_addr ({})",
-                config.server.public_addr
-            ),
+        config.issuer_source = match (env("SIGNET_ISSUER"), issuer_is_default) {
+            (Some(_), _) => IssuerSource::Environment,
+            (None, false) => IssuerSource::File,
+            (None, true) => IssuerSource::Default,
         };
         config.check_rules(now)?;
         Ok(config)
@@ -369,11 +379,25 @@ impl Config {
             };
             let issuer = format!("http://{host}:{}", addr.port());
             if issuer != self.issuer {
-                self.issuer_from = format!(
-                    "the default: issuer is not set, so it follows this server's own public address ({addr}, from --public-addr or port 0), which other signet commands do not see"
-                );
+                self.issuer_source = IssuerSource::ServeAddress;
             }
             self.issuer = issuer;
+        }
+    }
+
+    /// Where the issuer came from, as a wrong-issuer refusal names it.
+    pub fn issuer_origin(&self) -> String {
+        match self.issuer_source {
+            IssuerSource::Environment => "SIGNET_ISSUER".to_owned(),
+            IssuerSource::File => "issuer in the configuration file".to_owned(),
+            IssuerSource::Default => format!(
+                "the default: issuer is not set, so it follows server.public_addr ({})",
+                self.server.public_addr
+            ),
+            IssuerSource::ServeAddress => format!(
+                "the default: issuer is not set, so it follows this server's own public address ({}, from --public-addr or port 0), which other signet commands do not see",
+                self.server.public_addr
+            ),
         }
     }
 

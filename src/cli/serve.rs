@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{CliError, open_as};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, IssuerSource};
 use crate::http::AppState;
 use crate::http::auth::{AdminTokens, TokenSource};
 use crate::server::{Listeners, run as serve, shutdown_signal};
@@ -35,7 +35,7 @@ pub(super) fn run(
         config.set_public_addr(public);
         config.server.admin_addr = admin;
     }
-    if config.issuer_is_default && config.issuer_from.contains("--public-addr") {
+    if config.issuer_source == IssuerSource::ServeAddress {
         tracing::warn!(
             issuer = %config.issuer,
             "issuer is not set, so it follows this server's public address; a token signed by another signet command (which reads server.public_addr instead) names another issuer and is refused here: set issuer (or SIGNET_ISSUER)"

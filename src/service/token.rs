@@ -319,7 +319,7 @@ pub(super) fn with_issuer_source(e: VerifyError, config: &Config) -> VerifyError
             found,
             expected_from: format!(
                 "this server's issuer, from {}; every signet command and replica must use one issuer: set issuer (or SIGNET_ISSUER)",
-                config.issuer_from
+                config.issuer_origin()
             ),
         },
         other => other,
