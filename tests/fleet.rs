@@ -100,15 +100,6 @@ fn history(url: &str, purpose: &str) -> (Vec<BTreeSet<String>>, BTreeMap<String,
     (kids, activations)
 }
 
-fn waiting_for_a_lock(db: &mut postgres::Client) -> i64 {
-    db.query_one(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'signet %' AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
-        &[],
-    )
-    .unwrap()
-    .get(0)
-}
-
 #[test]
 #[ignore = "needs PostgreSQL: run tests/setup.sh, then cargo test -- --include-ignored"]
 fn three_replicas_rotate_once_per_boundary_agree_and_consume_once() {
@@ -135,7 +126,7 @@ fn three_replicas_rotate_once_per_boundary_agree_and_consume_once() {
         .unwrap();
     let mut watcher = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let since = Instant::now();
-    while waiting_for_a_lock(&mut watcher) < 3 {
+    while pg::waiting_for_keyring_lock(&mut watcher, "access_token") < 3 {
         assert!(
             since.elapsed() < Duration::from_secs(5),
             "the replicas never waited for the lock"

@@ -608,16 +608,7 @@ fn keys_made_for_a_change_another_replica_made_first_are_destroyed_in_the_token(
         .collect();
     let mut watcher = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let waiting = tokio::time::Instant::now();
-    let waiters = |watcher: &mut postgres::Client| -> i64 {
-        watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'signet %' AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
-                &[],
-            )
-            .unwrap()
-            .get(0)
-    };
-    while waiters(&mut watcher) < 2 {
+    while crate::common::pg::waiting_for_keyring_lock(&mut watcher, "access_token") < 2 {
         assert!(
             waiting.elapsed() < Duration::from_secs(30),
             "both replicas should wait for the lock"

@@ -97,16 +97,9 @@ fn a_postgres_backed_server_stops_cleanly_on_sigterm_every_time() {
     }
 }
 
-/// Whether a session of `application_name` 'signet …' waits for an advisory lock.
-fn replica_waits_for_the_lock(admin: &mut postgres::Client) -> bool {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'signet %' AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
-            &[],
-        )
-        .unwrap()
-        .get::<_, i64>(0)
-        > 0
+/// Whether the replica waits for magic_link's keyring lock.
+fn replica_waits_for_the_lock(db: &mut postgres::Client) -> bool {
+    pg::waiting_for_keyring_lock(db, "magic_link") > 0
 }
 
 #[test]

@@ -190,14 +190,7 @@ fn a_second_writer_waits_for_the_lock_and_sees_the_first_ones_write() {
     // Wait until the database shows b waiting for the advisory lock.
     let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     loop {
-        let waiting: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting == 1 {
+        if pg::waiting_for_keyring_lock(&mut db, "access_token") == 1 {
             break;
         }
         std::thread::yield_now();

@@ -354,7 +354,8 @@ fn a_replica_killed_inside_its_commit_leaves_the_old_row_and_no_lock() {
     assert_eq!(last, before.0);
     let locks: i64 = db
         .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .unwrap()

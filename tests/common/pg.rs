@@ -293,3 +293,22 @@ impl Drop for OwnCluster {
         .status();
     }
 }
+
+/// How many sessions wait for the advisory lock of `purpose`'s keyring
+/// (`storage/postgres` takes it as `hashtextextended('signet keyring ' ||
+/// purpose, 0)`) in `db`'s own database. Counting every advisory wait in the
+/// cluster would count other tests' databases, and other purposes' locks
+/// that a replica holds for a moment while it commits.
+pub fn waiting_for_keyring_lock(db: &mut postgres::Client, purpose: &str) -> i64 {
+    // A bigint advisory key is stored as classid (high 32 bits) and objid
+    // (low 32 bits), with objsubid 1.
+    db.query_one(
+        "SELECT count(*) FROM pg_locks \
+         WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND ((classid::bigint << 32) | objid::bigint) = hashtextextended('signet keyring ' || $1, 0)",
+        &[&purpose],
+    )
+    .unwrap()
+    .get(0)
+}
